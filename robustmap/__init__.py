@@ -1,0 +1,6 @@
+"""robustmap: how far a pretrained image classifier can be trusted, class by class and model by model.
+
+One module per concept; see docs/architecture.md for the map.
+"""
+
+__version__ = "0.1.0"
