@@ -1,4 +1,4 @@
-"""robustmap: how far a pretrained image classifier can be trusted, class by class and model by model.
+"""robustmap: how far a pretrained image classifier can be trusted, per class and per model.
 
 One module per concept; see docs/architecture.md for the map.
 """
