@@ -1,0 +1,31 @@
+"""Process set-up shared by every workflow step: logging into the rule's log file, determinism."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+
+def setup(log_path: str | os.PathLike | None, *, seed: int = 0) -> logging.Logger:
+    """Send robustmap's log records to ``log_path`` and make TensorFlow deterministic.
+
+    Determinism matters because the workflow promises byte-identical outputs for identical
+    inputs, whether a job ran locally, on a cluster node, or after a restart.
+    """
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
+    if log_path:
+        handlers.append(logging.FileHandler(log_path, mode="w"))
+    logging.basicConfig(
+        level=logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        handlers=handlers,
+        force=True,
+    )
+    import keras
+    import tensorflow as tf
+
+    keras.utils.set_random_seed(seed)
+    tf.config.experimental.enable_op_determinism()
+    return logging.getLogger("robustmap")

@@ -1,0 +1,74 @@
+# Helpers shared by all rule files (config validation, target lists, checkpoint look-ups).
+
+from snakemake.utils import min_version, validate
+
+min_version("9.0")
+
+
+validate(config, schema="../schemas/config.schema.yaml")
+
+MODELS = sorted(config["models"])
+SEARCH_KINDS = list(config["search"]["kinds"])
+WEIGHTED_KINDS = [kind for kind in SEARCH_KINDS if kind != "uniform"]
+
+
+wildcard_constraints:
+    model="|".join(MODELS),
+    kind="uniform|object|background",
+    shard=r"\d{3,}",
+
+
+def model_options(wildcards):
+    """The config entry of one model, as rule params so that editing it reruns only that model."""
+    return dict(config["models"][wildcards.model])
+
+
+def shard_ids(model):
+    """Shard ids of a model, known once its shards checkpoint has run."""
+    import pandas as pd
+
+    table = checkpoints.shards.get(model=model).output.table
+    return sorted(pd.read_parquet(table, columns=["shard"])["shard"].unique())
+
+
+def shard_outputs(pattern):
+    """Input function expanding ``pattern`` over every shard of the job's model."""
+
+    def expand_shards(wildcards):
+        kinds = {"kind": SEARCH_KINDS} if "{kind}" in pattern else {}
+        return expand(
+            pattern, model=wildcards.model, shard=shard_ids(wildcards.model), **kinds
+        )
+
+    return expand_shards
+
+
+def all_targets():
+    per_model = expand(
+        [
+            "results/{model}/accuracy.json",
+            "results/{model}/epsilons.parquet",
+            "results/{model}/compactness.parquet",
+            "results/{model}/panels.png",
+        ],
+        model=MODELS,
+    )
+    return per_model + [
+        "results/tables/per_image.parquet",
+        "results/tables/per_class.parquet",
+        "results/tables/per_model.parquet",
+        "results/tables/statistics.parquet",
+        "results/figures/done.json",
+    ]
+
+
+def search_inputs(wildcards):
+    """Weighted searches need the shard's Grad-CAM; the uniform search does not wait for it."""
+    inputs = {
+        "manifest": rules.dataset.output.manifest,
+        "labels": rules.labels.output.table,
+        "shards": checkpoints.shards.get(model=wildcards.model).output.table,
+    }
+    if wildcards.kind != "uniform":
+        inputs["heatmaps"] = f"results/{wildcards.model}/heatmaps/{wildcards.shard}.npz"
+    return inputs

@@ -1,0 +1,34 @@
+rule heatmaps:
+    input:
+        manifest=rules.dataset.output.manifest,
+        labels=rules.labels.output.table,
+        shards="results/{model}/shards.parquet",
+    output:
+        arrays="results/{model}/heatmaps/{shard}.npz",
+    log:
+        "logs/{model}/heatmaps/{shard}.log",
+    conda:
+        "../envs/robustmap.yaml"
+    resources:
+        gpu=1,
+    params:
+        model=model_options,
+        heatmaps=config["heatmaps"],
+        image_size=config["dataset"]["image_size"],
+    script:
+        "../scripts/heatmaps.py"
+
+
+rule compactness:
+    input:
+        arrays=shard_outputs("results/{model}/heatmaps/{shard}.npz"),
+    output:
+        table="results/{model}/compactness.parquet",
+    log:
+        "logs/{model}/compactness.log",
+    conda:
+        "../envs/robustmap.yaml"
+    params:
+        threshold=config["heatmaps"]["threshold"],
+    script:
+        "../scripts/compactness.py"

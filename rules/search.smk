@@ -1,0 +1,33 @@
+rule search:
+    input:
+        unpack(search_inputs),
+    output:
+        table="results/{model}/search/{kind}/{shard}.parquet",
+    log:
+        "logs/{model}/search/{kind}/{shard}.log",
+    conda:
+        "../envs/robustmap.yaml"
+    resources:
+        gpu=1,
+    params:
+        model=model_options,
+        search=config["search"],
+        object_mask=config["heatmaps"]["object_mask"],
+        threshold=config["heatmaps"]["threshold"],
+        image_size=config["dataset"]["image_size"],
+    script:
+        "../scripts/search.py"
+
+
+rule merge_searches:
+    input:
+        tables=shard_outputs("results/{model}/search/{kind}/{shard}.parquet"),
+        shards="results/{model}/shards.parquet",
+    output:
+        table="results/{model}/epsilons.parquet",
+    log:
+        "logs/{model}/merge_searches.log",
+    conda:
+        "../envs/robustmap.yaml"
+    script:
+        "../scripts/merge_searches.py"

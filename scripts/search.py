@@ -1,0 +1,31 @@
+"""Rule search: minimal FGSM epsilon of every image of one shard, for one search kind."""
+
+from robustmap import measure, models, runtime, shards, sources, tables
+
+sm = snakemake  # noqa: F821 - injected by Snakemake
+runtime.setup(sm.log[0])
+model = models.from_options(sm.params.model)
+image_ids, images, labels = shards.load_shard(
+    sm.input.shards,
+    sm.input.labels,
+    sources.root_of(sm.input.manifest),
+    sm.wildcards.shard,
+    image_size=sm.params.image_size,
+)
+cam = tables.read_npz(sm.input.heatmaps)["gradcam"] if "heatmaps" in sm.input.keys() else None
+weights = measure.search_weights(
+    sm.wildcards.kind, cam, object_mask=sm.params.object_mask, threshold=sm.params.threshold
+)
+options = sm.params.search
+frame = measure.search_table(
+    model,
+    image_ids,
+    images,
+    labels,
+    kind=sm.wildcards.kind,
+    weights=weights,
+    eps_max=options["eps_max"],
+    tol=options["tol"],
+    batch_size=options["batch_size"],
+)
+tables.write_parquet(sm.output.table, frame)
