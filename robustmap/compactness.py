@@ -40,7 +40,6 @@ raise ``ValueError``.
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Sequence
 
 import numpy as np
@@ -160,18 +159,23 @@ def agreement(
         ids: optional N identifiers, written to an ``image_id`` first column.
 
     Returns:
-        DataFrame with ``spearman`` (Spearman rank correlation of the pixel values; NaN when
-        either map is constant, as rank correlation is undefined) and ``iou_top{100*top}``
-        (intersection over union of the two top masks; e.g. ``iou_top20``).
+        DataFrame with ``spearman`` (Spearman rank correlation of the pixel values) and
+        ``iou_top{100*top}`` (intersection over union of the two top masks; e.g. ``iou_top20``).
+        Both are NaN when either map is constant (e.g. an all-zero Grad-CAM): ranks are then
+        undefined and a top mask would be the tie-break alone.
     """
     saliency, cam = np.asarray(saliency), np.asarray(cam)
     if saliency.ndim != 3 or saliency.shape != cam.shape:
-        raise ValueError(f"need two [N, H, W] arrays of one shape, got {saliency.shape}, {cam.shape}")
+        raise ValueError(
+            f"need two [N, H, W] arrays of one shape, got {saliency.shape}, {cam.shape}"
+        )
     if not 0.0 < top <= 1.0:
         raise ValueError(f"top must be in (0, 1], got {top}")
     iou_name = f"iou_top{round(100 * top)}"
     rows = [
-        {"spearman": _spearman(a.ravel(), b.ravel()), iou_name: _top_mask_iou(a, b, top)}
+        {"spearman": math.nan, iou_name: math.nan}
+        if _is_flat(a) or _is_flat(b)
+        else {"spearman": _spearman(a.ravel(), b.ravel()), iou_name: _top_mask_iou(a, b, top)}
         for a, b in zip(saliency, cam, strict=True)
     ]
     table = pd.DataFrame(rows, columns=["spearman", iou_name], dtype="float64")
@@ -245,12 +249,12 @@ def _count_components(values: np.ndarray, threshold: str | float) -> int:
     return int(count)
 
 
+def _is_flat(heatmap: np.ndarray) -> bool:
+    return bool(heatmap.min() == heatmap.max())
+
+
 def _spearman(a: np.ndarray, b: np.ndarray) -> float:
-    if a.min() == a.max() or b.min() == b.max():
-        return math.nan
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return float(scipy.stats.spearmanr(a, b).statistic)
+    return float(scipy.stats.spearmanr(a, b).statistic)
 
 
 def _top_mask_iou(a: np.ndarray, b: np.ndarray, top: float) -> float:

@@ -28,7 +28,9 @@ def find_gradcam_layer(model: keras.Model) -> str:
     sizes count as spatial). In an image classifier this is the output of the last convolutional
     stage just before global pooling; the 1 x 1 maps of squeeze-and-excitation blocks or of
     ``keepdims`` pooling heads carry no location and are skipped. Input layers are never chosen.
-    Callers override the choice by passing ``layer=`` to :func:`gradcam`.
+    A head that still works on the spatial map in parallel branches (say, crops of it) would be
+    picked instead of the map itself; callers override the choice by passing ``layer=`` to
+    :func:`gradcam`.
 
     Raises:
         ValueError: the model has no such layer.
