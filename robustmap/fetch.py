@@ -200,6 +200,8 @@ def _unsafe_reason(member: zipfile.ZipInfo) -> str:
         return "backslash in path"
     if _DRIVE_PATTERN.match(name):
         return "drive letter"
+    if not PurePosixPath(name).parts:
+        return "no path components"
     if ".." in PurePosixPath(name).parts:
         return "'..' component"
     if stat.S_ISLNK(member.external_attr >> 16):

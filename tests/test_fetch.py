@@ -1,0 +1,240 @@
+"""fetch() against a real HTTP server on 127.0.0.1, and safe_extract_zip() on hostile archives."""
+
+from __future__ import annotations
+
+import hashlib
+import http.server
+import io
+import re
+import stat
+import threading
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from robustmap.fetch import (
+    ChecksumError,
+    UnsafeArchiveError,
+    fetch,
+    safe_extract_zip,
+    sha256_file,
+)
+
+
+def _zip_bytes(members: dict[str, bytes]) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_STORED) as archive:
+        for name, data in members.items():
+            archive.writestr(zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0)), data)
+    return buffer.getvalue()
+
+
+PAYLOAD = _zip_bytes(
+    {
+        "tiny/wnids.txt": b"n02808440\n",
+        "tiny/val/val_annotations.txt": b"val_0.JPEG\tn02808440\t0\t0\t63\t63\n",
+        "tiny/val/images/val_0.JPEG": bytes(range(256)) * 40,
+    }
+)
+PAYLOAD_SHA256 = hashlib.sha256(PAYLOAD).hexdigest()
+
+
+class _Server:
+    """A loopback HTTP server serving ``files``; it records each request's path and Range."""
+
+    def __init__(self, files: dict[str, bytes], *, honour_range: bool = True):
+        self.files = files
+        self.honour_range = honour_range
+        self.requests: list[dict] = []
+        server = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):  # noqa: N802 - http.server's naming
+                range_header = self.headers.get("Range")
+                server.requests.append({"path": self.path, "range": range_header})
+                body = server.files.get(self.path)
+                if body is None:
+                    self.send_error(404)
+                    return
+                start = 0
+                match = re.fullmatch(r"bytes=(\d+)-", range_header or "")
+                if match and server.honour_range:
+                    start = int(match.group(1))
+                    if start >= len(body):
+                        self.send_error(416)
+                        return
+                    self.send_response(206)
+                    self.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
+                else:
+                    self.send_response(200)
+                self.send_header("Content-Length", str(len(body) - start))
+                self.end_headers()
+                self.wfile.write(body[start:])
+                server.requests[-1]["sent"] = len(body) - start
+
+            def log_message(self, *args):  # keep test output quiet
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.httpd.server_address[1]}{path}"
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+        self.thread.join()
+
+
+@pytest.fixture
+def server():
+    with _Server({"/data/tiny.zip": PAYLOAD, "/mirror/tiny.zip": PAYLOAD}) as running:
+        yield running
+
+
+def test_good_checksum_downloads_once_then_serves_from_cache(server, tmp_path):
+    cache = tmp_path / "cache"
+    path = fetch(server.url("/data/tiny.zip"), sha256=PAYLOAD_SHA256, cache_dir=cache)
+    assert path == cache / "tiny.zip"
+    assert path.read_bytes() == PAYLOAD
+    assert sorted(p.name for p in cache.iterdir()) == ["tiny.zip"]  # no .part left behind
+    assert len(server.requests) == 1
+
+    again = fetch(server.url("/data/tiny.zip"), sha256=PAYLOAD_SHA256.upper(), cache_dir=cache)
+    assert again == path
+    assert len(server.requests) == 1  # the cache hit made no request
+    assert sha256_file(path) == PAYLOAD_SHA256
+
+
+def test_bad_checksum_raises_clear_error_and_caches_nothing(server, tmp_path):
+    cache = tmp_path / "cache"
+    wrong = "0" * 64
+    url = server.url("/data/tiny.zip")
+    with pytest.raises(ChecksumError) as caught:
+        fetch(url, sha256=wrong, cache_dir=cache)
+    message = str(caught.value)
+    assert wrong in message and PAYLOAD_SHA256 in message and url in message
+    assert (caught.value.expected, caught.value.actual) == (wrong, PAYLOAD_SHA256)
+    assert list(cache.iterdir()) == []
+
+
+def test_partial_download_is_resumed_with_a_range_request(server, tmp_path):
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    (cache / "tiny.zip.part").write_bytes(PAYLOAD[:1000])
+    path = fetch(server.url("/data/tiny.zip"), sha256=PAYLOAD_SHA256, cache_dir=cache)
+    assert path.read_bytes() == PAYLOAD
+    assert server.requests == [
+        {"path": "/data/tiny.zip", "range": "bytes=1000-", "sent": len(PAYLOAD) - 1000}
+    ]
+    assert not (cache / "tiny.zip.part").exists()
+
+
+def test_server_ignoring_range_restarts_instead_of_appending(tmp_path):
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    (cache / "tiny.zip.part").write_bytes(b"stale bytes from elsewhere")
+    with _Server({"/tiny.zip": PAYLOAD}, honour_range=False) as plain:
+        path = fetch(plain.url("/tiny.zip"), sha256=PAYLOAD_SHA256, cache_dir=cache)
+        assert plain.requests[0]["range"] == "bytes=26-"
+        assert plain.requests[0]["sent"] == len(PAYLOAD)
+    assert path.read_bytes() == PAYLOAD
+
+
+def test_corrupt_file_in_cache_is_replaced(server, tmp_path):
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    (cache / "tiny.zip").write_bytes(b"not the archive")
+    path = fetch(server.url("/data/tiny.zip"), sha256=PAYLOAD_SHA256, cache_dir=cache)
+    assert path.read_bytes() == PAYLOAD
+    assert len(server.requests) == 1
+
+
+def test_mirror_replaces_scheme_host_and_directory(server, tmp_path):
+    path = fetch(
+        "http://cs231n.invalid/some/dir/tiny.zip",
+        sha256=PAYLOAD_SHA256,
+        cache_dir=tmp_path,
+        filename="renamed.zip",
+        mirror=server.url("/mirror/"),
+    )
+    assert [r["path"] for r in server.requests] == ["/mirror/tiny.zip"]
+    assert path == tmp_path / "renamed.zip"
+    assert path.read_bytes() == PAYLOAD
+
+
+def test_fetched_archive_extracts_into_target(server, tmp_path):
+    archive = fetch(server.url("/data/tiny.zip"), sha256=PAYLOAD_SHA256, cache_dir=tmp_path / "c")
+    target = tmp_path / "extracted"
+    files = safe_extract_zip(archive, target)
+    assert [p.relative_to(target).as_posix() for p in files] == [
+        "tiny/val/images/val_0.JPEG",
+        "tiny/val/val_annotations.txt",
+        "tiny/wnids.txt",
+    ]
+    assert (target / "tiny/wnids.txt").read_bytes() == b"n02808440\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c", "extracted"]  # no staging left
+
+
+def _symlink_zip() -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        info = zipfile.ZipInfo("tiny/link")
+        info.external_attr = (stat.S_IFLNK | 0o777) << 16
+        archive.writestr(info, "/etc/passwd")
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("bad_name", "why"),
+    [
+        ("../evil.txt", "'..' component"),
+        ("tiny/../../evil.txt", "'..' component"),
+        ("/abs_evil.txt", "absolute path"),
+        ("C:/evil.txt", "drive letter"),
+        ("tiny\\..\\evil.txt", "backslash"),
+    ],
+)
+def test_escaping_member_is_refused_and_nothing_is_written(tmp_path, bad_name, why):
+    archive = tmp_path / "hostile.zip"
+    archive.write_bytes(_zip_bytes({"tiny/ok.txt": b"fine", bad_name: b"evil"}))
+    assert bad_name in zipfile.ZipFile(archive).namelist()  # the name really is stored as is
+    sandbox = tmp_path / "sandbox"
+    target = sandbox / "target"
+    sandbox.mkdir()
+    with pytest.raises(UnsafeArchiveError, match=re.escape(why)):
+        safe_extract_zip(archive, target)
+    assert list(sandbox.iterdir()) == []  # no target, no staging folder, nothing beside it
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["hostile.zip", "sandbox"]
+
+
+def test_symlink_member_is_refused(tmp_path):
+    archive = tmp_path / "link.zip"
+    archive.write_bytes(_symlink_zip())
+    with pytest.raises(UnsafeArchiveError, match="symbolic link"):
+        safe_extract_zip(archive, tmp_path / "target")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["link.zip"]
+
+
+def test_extraction_refuses_a_non_empty_target(tmp_path):
+    archive = tmp_path / "ok.zip"
+    archive.write_bytes(PAYLOAD)
+    target = tmp_path / "target"
+    target.mkdir()
+    (target / "keep.txt").write_text("mine")
+    with pytest.raises(FileExistsError):
+        safe_extract_zip(archive, target)
+    assert [p.name for p in target.iterdir()] == ["keep.txt"]
+
+
+def test_invalid_sha256_is_rejected_before_any_request(server, tmp_path):
+    with pytest.raises(ValueError, match="64 hex digits"):
+        fetch(server.url("/data/tiny.zip"), sha256="abc", cache_dir=tmp_path)
+    assert server.requests == []
+    assert Path(tmp_path).exists() and list(tmp_path.iterdir()) == []
