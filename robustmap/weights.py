@@ -162,6 +162,8 @@ class _RestrictedUnpickler(pickle.Unpickler):
         try:
             return _ALLOWED_GLOBALS[(module, name)]
         except KeyError:
+            if module == "torch" and name.endswith("Storage"):
+                raise TorchFormatError(f"unsupported tensor dtype: torch.{name}") from None
             raise UnsafePickleError(
                 f"refused to load global {module}.{name}: a tensor checkpoint needs only "
                 "torch tensor/storage rebuilding, so this file may be malicious; nothing was run"
@@ -274,4 +276,3 @@ def read_torch_state_dict(path: str | Path) -> dict[str, np.ndarray]:
     if bad:
         raise TorchFormatError(f"{path}: entries that are not tensors: {bad[:5]}")
     return {str(k): v for k, v in obj.items()}
-
