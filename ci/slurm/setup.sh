@@ -18,7 +18,8 @@ readonly RUN_DIR=/run/robustmap-slurm
 readonly LOG_DIR=/var/log/robustmap-slurm
 readonly CONF_DIR=/etc/slurm
 readonly PACKAGES=(munge slurmctld slurmd slurm-client)
-readonly STARTED_AT=$(date +%s.%N)
+STARTED_AT=$(date +%s.%N)
+readonly STARTED_AT
 
 log() { printf '[slurm-setup] %s\n' "$*"; }
 die() { printf '[slurm-setup] error: %s\n' "$*" >&2; exit 1; }
