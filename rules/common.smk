@@ -18,6 +18,16 @@ wildcard_constraints:
     shard=r"\d{3,}",
 
 
+def dataset_recipe():
+    """The dataset config, plus the embedded recipe when it is used: editing either rebuilds."""
+    recipe = dict(config["dataset"])
+    if recipe["source"] == "embedded":
+        from robustmap import embedded
+
+        recipe["embedded"] = embedded.recipe()
+    return recipe
+
+
 def model_options(wildcards):
     """The config entry of one model, as rule params so that editing it reruns only that model."""
     return dict(config["models"][wildcards.model])

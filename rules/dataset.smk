@@ -6,7 +6,7 @@ rule dataset:
     conda:
         "../envs/robustmap.yaml"
     params:
-        source=config["dataset"],
+        source=dataset_recipe(),
     script:
         "../scripts/dataset.py"
 

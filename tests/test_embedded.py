@@ -31,7 +31,7 @@ def test_photos_are_full_size_rgb_with_imagenet_classes(photos):
         assert photo.pixels.shape[2] == 3 and min(photo.pixels.shape[:2]) >= 256
         assert classes.wnid_of(photo.imagenet_index) == photo.wnid
     assert [p.name for p in photos if p.grayscale] == ["camera"]
-    assert {p.name: p.imagenet_index for p in photos}["chelsea"] == 281  # tabby cat
+    assert {p.name: p.imagenet_index for p in photos}["chelsea"] == 285  # Egyptian cat
 
 
 def test_layout_and_label_table(built, photos):
