@@ -15,7 +15,7 @@ WEIGHTED_KINDS = [kind for kind in SEARCH_KINDS if kind != "uniform"]
 wildcard_constraints:
     model="|".join(MODELS),
     kind="uniform|object|background",
-    shard=r"\d{3,}",
+    shard=r"\d\d\d+",
 
 
 def dataset_recipe():
