@@ -31,27 +31,26 @@ SUMMARY_FIGURES = {
 }
 
 
-def figure_outputs():
-    """Named outputs of rule figures: <stem>_png (in the report) and <stem>_svg per figure."""
-    figures = {
-        f"{stem}_{kind}": (stem, category, sub, what, kind)
-        for kind in SEARCH_KINDS
-        for stem, (category, sub, what) in FIGURE_KINDS.items()
-    } | {
-        stem: (stem, category, sub, what, "all")
-        for stem, (category, sub, what) in SUMMARY_FIGURES.items()
-    }
-    outputs = {}
-    for name, (caption, category, subcategory, what, kind) in figures.items():
-        outputs[f"{name}_png"] = report(
-            f"results/figures/{name}.png",
-            caption=f"../report/{caption}.rst",
-            category=category,
-            subcategory=subcategory,
-            labels={"figure": what, "model": "all", "search": kind},
-        )
-        outputs[f"{name}_svg"] = f"results/figures/{name}.svg"
-    return outputs
+# Every summary figure: file stem -> (caption stem, category, subcategory, label, search).
+FIGURES = {
+    f"{stem}_{kind}": (stem, category, sub, what, kind)
+    for kind in SEARCH_KINDS
+    for stem, (category, sub, what) in FIGURE_KINDS.items()
+} | {
+    stem: (stem, category, sub, what, "all")
+    for stem, (category, sub, what) in SUMMARY_FIGURES.items()
+}
+# Named outputs of rule figures: <stem>_png (in the report) and <stem>_svg per figure.
+FIGURE_OUTPUTS = {
+    f"{name}_png": report(
+        f"results/figures/{name}.png",
+        caption=f"../report/{caption}.rst",
+        category=category,
+        subcategory=subcategory,
+        labels={"figure": what, "model": "all", "search": kind},
+    )
+    for name, (caption, category, subcategory, what, kind) in FIGURES.items()
+} | {f"{name}_svg": f"results/figures/{name}.svg" for name in FIGURES}
 
 
 rule aggregate:
@@ -98,7 +97,7 @@ rule figures:
         per_model=rules.aggregate.output.per_model,
         statistics=rules.aggregate.output.statistics,
     output:
-        **figure_outputs(),
+        **FIGURE_OUTPUTS,
         done="results/figures/done.json",
     log:
         "logs/figures.log",

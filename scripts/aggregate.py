@@ -1,0 +1,35 @@
+"""Rule aggregate: per-image, per-class and per-model tables and the statistics of all models."""
+
+import json
+from pathlib import Path
+
+from robustmap import aggregate, figures, runtime, statistics, tables
+
+sm = snakemake  # noqa: F821 - injected by Snakemake
+runtime.setup(sm.log[0])
+models = sm.params.models
+by_model = {
+    kind: dict(zip(models, map(tables.read_parquet, sm.input[kind]), strict=True))
+    for kind in ("predictions", "epsilons", "compactness")
+}
+accuracy = {
+    model: json.loads(Path(path).read_text())
+    for model, path in zip(models, sm.input.accuracy, strict=True)
+}
+per_image = aggregate.per_image(
+    tables.read_parquet(sm.input.labels),
+    by_model["predictions"],
+    by_model["epsilons"],
+    by_model["compactness"],
+)
+per_model = aggregate.per_model(per_image, accuracy)
+tests = statistics.statistics_table(
+    per_image, bootstrap=sm.params.statistics["bootstrap"], seed=sm.params.statistics["seed"]
+)
+tables.write_parquet(sm.output.per_image, per_image)
+tables.write_parquet(sm.output.per_class, aggregate.per_class(per_image))
+tables.write_parquet(sm.output.per_model, per_model)
+tables.write_parquet(sm.output.statistics, tests)
+html = {"per_model_html": (per_model, "Per model and search"), "statistics_html": (tests, "Tests")}
+for key, (frame, title) in html.items():
+    tables.write_bytes(sm.output[key], figures.html_table(frame, title=title).encode())

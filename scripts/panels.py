@@ -1,0 +1,25 @@
+"""Rule panels: image, heatmaps, object mask and adversarial images of one model's extremes."""
+
+from robustmap import aggregate, dataset, figures, models, runtime, sources, tables
+
+sm = snakemake  # noqa: F821 - injected by Snakemake
+runtime.setup(sm.log[0])
+epsilons = tables.read_parquet(sm.input.epsilons)
+chosen = aggregate.extreme_images(epsilons, count=sm.params.panel_images)
+labels = tables.read_parquet(sm.input.labels).set_index("image_id")
+rows = labels.loc[chosen["image_id"]].reset_index()
+figure = figures.model_panel(
+    models.from_options(sm.params.model),
+    name=sm.wildcards.model,
+    chosen=chosen,
+    images=dataset.load_images(rows, sources.root_of(sm.input.manifest), size=sm.params.image_size),
+    labels=rows["imagenet_index"].to_numpy(dtype="int64"),
+    heatmaps=figures.select_heatmaps(
+        [tables.read_npz(path) for path in sm.input.heatmaps], chosen["image_id"].tolist()
+    ),
+    epsilons=epsilons,
+    object_mask=sm.params.object_mask,
+    threshold=sm.params.threshold,
+    eps_max=sm.params.eps_max,
+)
+figures.save_figure(figure, sm.output.panel)

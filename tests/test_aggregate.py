@@ -1,0 +1,261 @@
+"""Tables of robustmap.aggregate on small constructed frames with known answers."""
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from robustmap import aggregate
+
+INF = math.inf
+SCORES = ("gini", "entropy", "share_50", "share_90", "concentration_auc", "spread", "components")
+
+
+def synthetic_study(models=("m1", "m2"), classes=4, per_class=5, seed=0):
+    """Labels, predictions, epsilons, compactness and accuracy of a made-up study.
+
+    About 80% of the images are correct per model; epsilons are log-normal with ~15% censored.
+    """
+    rng = np.random.default_rng(seed)
+    ids = [f"img{i:03d}" for i in range(classes * per_class)]
+    class_of = np.repeat(np.arange(classes), per_class)
+    labels = pd.DataFrame(
+        {
+            "image_id": ids,
+            "path": [f"val/images/{i}.JPEG" for i in ids],
+            "wnid": [f"n{c:08d}" for c in class_of],
+            "class_name": [f"class{c}" for c in class_of],
+            "imagenet_index": pd.array(class_of * 10, dtype="Int64"),
+            "status": "ok",
+            "reason": "",
+        }
+    )
+    predictions, epsilons, compactness, accuracy = {}, {}, {}, {}
+    for model in models:
+        correct = rng.random(len(ids)) < 0.8
+        predictions[model] = prediction_table(ids, correct, labels["imagenet_index"])
+        kept = np.array(ids)[correct]
+        epsilons[model] = pd.concat(
+            [search_rows(kept, kind, rng) for kind in aggregate.SEARCH_KINDS], ignore_index=True
+        )
+        compactness[model] = pd.concat(
+            [
+                pd.DataFrame(
+                    {"image_id": kept, "heatmap": heatmap}
+                    | {score: rng.random(len(kept)) for score in SCORES}
+                    | {"spearman": rng.random(len(kept)), "iou_top20": 0.25}
+                )
+                for heatmap in ("gradcam", "saliency")
+            ],
+            ignore_index=True,
+        )
+        accuracy[model] = {
+            "images": len(ids),
+            "scored": len(ids),
+            "correct": int(correct.sum()),
+            "top1": float(correct.mean()),
+            "top5": float(correct.mean()),
+            "by_status": {"ok": len(ids)},
+        }
+    return labels, predictions, epsilons, compactness, accuracy
+
+
+def prediction_table(ids, correct, truth):
+    top1 = np.where(correct, truth.to_numpy(dtype=int), 999)
+    return pd.DataFrame(
+        {
+            "image_id": ids,
+            "imagenet_index": truth,
+            "status": "ok",
+            "reason": "",
+            "top1": pd.array(top1, dtype="Int64"),
+            **{f"top{k}": pd.array(np.full(len(ids), 500 + k), dtype="Int64") for k in range(2, 6)},
+            "logit_margin": np.where(correct, 1.0, -1.0),
+            "correct": pd.array(correct, dtype="boolean"),
+            "in_top5": pd.array(correct, dtype="boolean"),
+        }
+    )
+
+
+def search_rows(image_ids, kind, rng=None, epsilon=None):
+    if epsilon is None:
+        epsilon = np.exp(rng.normal(-4, 1, len(image_ids)))
+        epsilon[rng.random(len(image_ids)) < 0.15] = INF
+    epsilon = np.asarray(epsilon, dtype=float)
+    return pd.DataFrame(
+        {
+            "image_id": list(image_ids),
+            "search": kind,
+            "epsilon": epsilon,
+            "adversarial_label": np.where(np.isfinite(epsilon), 7, -1),
+            "forward_passes": 12,
+            "status": np.where(np.isfinite(epsilon), "flipped", "not_flipped"),
+            "non_monotone": False,
+        }
+    )
+
+
+def shard_frame(ids):
+    return pd.DataFrame(
+        {"image_id": ids, "imagenet_index": 1, "shard": [f"{i // 2:03d}" for i in range(len(ids))]}
+    )
+
+
+# merge_searches -----------------------------------------------------------------------------
+
+
+def test_merge_sorts_by_search_then_shard_order():
+    ids = ["c", "a", "b", "d"]
+    tables = [
+        search_rows(["b", "d"], "object", epsilon=[0.3, 0.4]),
+        search_rows(["d", "b"], "uniform", epsilon=[0.4, 0.2]),
+        search_rows(["a", "c"], "object", epsilon=[0.2, 0.1]),
+        search_rows(["c", "a"], "uniform", epsilon=[INF, 0.1]),
+    ]
+    merged = aggregate.merge_searches(tables, shard_frame(ids))
+    assert merged["search"].tolist() == ["uniform"] * 4 + ["object"] * 4
+    assert merged["image_id"].tolist() == ids + ids
+    assert merged.loc[0, "epsilon"] == INF  # censored rows kept as they are
+
+
+def test_merge_names_the_missing_images():
+    tables = [
+        search_rows(["a", "b", "c"], "uniform", epsilon=[0.1, 0.2, 0.3]),
+        search_rows(["a"], "object", epsilon=[0.1]),
+    ]
+    with pytest.raises(ValueError, match=r"search 'object' misses 2 images: b, c"):
+        aggregate.merge_searches(tables, shard_frame(["a", "b", "c"]))
+
+
+def test_merge_refuses_duplicates_and_strangers():
+    shards = shard_frame(["a", "b"])
+    twice = [search_rows(["a", "b", "a"], "uniform", epsilon=[0.1, 0.2, 0.1])]
+    with pytest.raises(ValueError, match=r"several rows for 1 images: a"):
+        aggregate.merge_searches(twice, shards)
+    stranger = [search_rows(["a", "b", "z"], "uniform", epsilon=[0.1, 0.2, 0.3])]
+    with pytest.raises(ValueError, match=r"images in no shard: z"):
+        aggregate.merge_searches(stranger, shards)
+
+
+def test_merge_of_nothing():
+    assert aggregate.merge_searches([], shard_frame([])).empty
+    with pytest.raises(ValueError, match="no search rows for 2 shard images"):
+        aggregate.merge_searches([], shard_frame(["a", "b"]))
+
+
+# censoring-aware summaries -------------------------------------------------------------------
+
+
+def test_summary_without_censoring_matches_numpy():
+    summary = aggregate.epsilon_summary(np.array([0.1, 0.2, 0.3, 0.4]))
+    assert summary["median"] == pytest.approx(0.25)
+    assert summary["q25"] == pytest.approx(0.175)
+    assert summary["q75"] == pytest.approx(0.325)
+    assert summary["iqr"] == pytest.approx(0.15)
+    assert summary["mean_flipped"] == pytest.approx(0.25)
+    assert (summary["n"], summary["n_censored"], summary["median_censored"]) == (4, 0, False)
+
+
+def test_censored_values_rank_above_every_flipped_one():
+    summary = aggregate.epsilon_summary(np.array([INF, 0.3, 0.1, INF, 0.2, np.nan]))
+    assert summary["median"] == pytest.approx(0.3)  # 5 defined values: the 3rd smallest
+    assert summary["q25"] == pytest.approx(0.2)
+    assert summary["q75"] == INF and summary["iqr"] == INF
+    assert summary["mean_flipped"] == pytest.approx(0.2)  # over flipped only
+    assert (summary["n"], summary["n_flipped"], summary["n_censored"]) == (5, 3, 2)
+    assert summary["n_undefined"] == 1
+    assert summary["median_censored"] is False
+
+
+def test_a_censored_median_is_inf_and_flagged():
+    summary = aggregate.epsilon_summary(np.array([0.1, INF, INF, INF]))
+    assert summary["median"] == INF and summary["median_censored"] is True
+    assert summary["q25"] == INF  # position 0.75 lies between 0.1 and a censored value
+    assert aggregate.censored_quantile(np.array([0.1, INF]), 0.0) == pytest.approx(0.1)
+    assert np.isnan(aggregate.epsilon_summary(np.array([]))["median"])
+
+
+# per_image / per_class / per_model -------------------------------------------------------------
+
+
+def test_per_image_one_row_per_model_and_label_row():
+    labels, predictions, epsilons, compactness, _ = synthetic_study()
+    table = aggregate.per_image(labels, predictions, epsilons, compactness)
+    assert len(table) == 2 * len(labels)
+    assert table["model"].tolist() == ["m1"] * len(labels) + ["m2"] * len(labels)
+    m1 = table[table["model"] == "m1"].set_index("image_id")
+    searched = epsilons["m1"].set_index(["search", "image_id"])
+    for kind in aggregate.SEARCH_KINDS:
+        expected = searched.loc[kind, "epsilon"]
+        np.testing.assert_array_equal(m1.loc[expected.index, f"epsilon_{kind}"], expected)
+    wrong = ~m1["correct"].astype(bool)
+    assert m1.loc[wrong, "epsilon_uniform"].isna().all()  # not searched: nan, not inf
+    assert m1.loc[wrong, "search_status_uniform"].isna().all()
+    gradcam = compactness["m1"].query("heatmap == 'gradcam'").set_index("image_id")
+    np.testing.assert_array_equal(m1.loc[gradcam.index, "gradcam_gini"], gradcam["gini"])
+    saliency = compactness["m1"].query("heatmap == 'saliency'").set_index("image_id")
+    np.testing.assert_array_equal(m1.loc[saliency.index, "saliency_spread"], saliency["spread"])
+    np.testing.assert_array_equal(m1.loc[gradcam.index, "heatmap_spearman"], gradcam["spearman"])
+    assert {"path", "wnid", "status", "top1", "in_top5", "forward_passes_object"} <= set(table)
+
+
+def test_per_image_refuses_rows_for_unknown_images():
+    labels, predictions, epsilons, compactness, _ = synthetic_study(models=("m1",))
+    epsilons["m1"].loc[0, "image_id"] = "ghost"
+    with pytest.raises(ValueError, match="ghost"):
+        aggregate.per_image(labels, predictions, epsilons, compactness)
+
+
+def known_per_image():
+    """Two classes of one model, uniform search only, with hand-computed statistics."""
+    labels = pd.DataFrame(
+        {
+            "image_id": [f"i{k}" for k in range(7)],
+            "path": "x",
+            "wnid": "n0",
+            "class_name": ["cat"] * 4 + ["dog"] * 3,
+            "imagenet_index": pd.array([1] * 4 + [2] * 3, dtype="Int64"),
+            "status": "ok",
+            "reason": "",
+        }
+    )
+    correct = np.array([True, True, True, False, True, True, True])
+    predictions = {"m": prediction_table(labels["image_id"], correct, labels["imagenet_index"])}
+    searched = ["i0", "i1", "i2", "i4", "i5", "i6"]
+    epsilons = {"m": search_rows(searched, "uniform", epsilon=[0.1, 0.3, 0.2, 0.05, INF, INF])}
+    return aggregate.per_image(labels, predictions, epsilons, {})
+
+
+def test_per_class_known_answers_and_ranks():
+    table = aggregate.per_class(known_per_image()).set_index("class_name")
+    cat, dog = table.loc["cat"], table.loc["dog"]
+    assert cat["accuracy"] == pytest.approx(0.75) and cat["images"] == 4
+    assert cat["median"] == pytest.approx(0.2) and cat["n_censored"] == 0
+    assert cat["iqr"] == pytest.approx(0.1)
+    assert dog["median"] == INF and bool(dog["median_censored"])
+    assert dog["mean_flipped"] == pytest.approx(0.05)  # lower mean, but censored median
+    assert (cat["sensitivity_rank"], dog["sensitivity_rank"]) == (1, 2)
+
+
+def test_per_model_adds_clean_accuracy():
+    labels, predictions, epsilons, compactness, accuracy = synthetic_study()
+    table = aggregate.per_image(labels, predictions, epsilons, compactness)
+    summary = aggregate.per_model(table, accuracy)
+    assert summary[["model", "search"]].values.tolist() == [
+        [m, k] for m in ("m1", "m2") for k in aggregate.SEARCH_KINDS
+    ]
+    row = summary.iloc[0]
+    assert row["top1"] == accuracy["m1"]["top1"]
+    uniform = epsilons["m1"].query("search == 'uniform'")["epsilon"]
+    assert row["n"] == len(uniform) and row["n_censored"] == int(np.isinf(uniform).sum())
+    assert row["median"] == aggregate.censored_quantile(uniform.to_numpy(), 0.5)
+
+
+def test_extreme_images_put_censored_among_the_most_robust():
+    epsilons = search_rows(["a", "b", "c", "d", "e"], "uniform", epsilon=[0.3, INF, 0.1, 0.2, 0.4])
+    chosen = aggregate.extreme_images(epsilons, count=2)
+    assert chosen["image_id"].tolist() == ["c", "d", "b", "e"]
+    assert chosen["role"].tolist() == ["most sensitive"] * 2 + ["most robust"] * 2
+    few = aggregate.extreme_images(epsilons.head(3), count=2)
+    assert few["image_id"].tolist() == ["c", "a", "b"]  # never the same image twice

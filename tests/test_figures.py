@@ -1,0 +1,147 @@
+"""Figures: every file written, non-empty, byte-identical across runs; panels show real flips."""
+
+import hashlib
+
+import keras
+import numpy as np
+import pandas as pd
+import pytest
+from test_aggregate import synthetic_study
+
+from robustmap import aggregate, figures, search, statistics
+
+SEARCHES = ["uniform", "object", "background"]
+
+
+@pytest.fixture(scope="module")
+def study_tables():
+    labels, predictions, epsilons, compactness, accuracy = synthetic_study(classes=12, per_class=6)
+    per_image = aggregate.per_image(labels, predictions, epsilons, compactness)
+    return (
+        per_image,
+        aggregate.per_class(per_image),
+        aggregate.per_model(per_image, accuracy),
+        statistics.statistics_table(per_image, bootstrap=100),
+    )
+
+
+def write_all(tables, folder):
+    drawn = figures.figure_set(*tables, searches=SEARCHES, eps_max=1.0)
+    return [
+        figures.save_figure(figure, folder / f"{name}.{fmt}")
+        for name, figure in drawn.items()
+        for fmt in figures.FORMATS
+    ]
+
+
+def test_every_figure_is_written_and_stable(study_tables, tmp_path):
+    first = write_all(study_tables, tmp_path / "a")
+    second = write_all(study_tables, tmp_path / "b")
+    names = figures.figure_names(SEARCHES)
+    assert sorted(p.name for p in first) == sorted(
+        f"{n}.{f}" for n in names for f in ("png", "svg")
+    )
+    for a, b in zip(first, second, strict=True):
+        data = a.read_bytes()
+        assert len(data) > 5000, a.name
+        assert data == b.read_bytes(), f"{a.name} differs between two runs"
+        if a.suffix == ".png":
+            assert data.startswith(b"\x89PNG\r\n\x1a\n")
+        else:
+            assert b"<svg" in data[:2000] and b"<dc:date>" not in data
+
+
+def test_figures_survive_a_model_without_any_epsilon(study_tables, tmp_path):
+    per_image, per_class, per_model, tests = study_tables
+    blank = per_image.copy()
+    blank.loc[blank["model"] == "m2", [f"epsilon_{k}" for k in SEARCHES]] = np.nan
+    blank.loc[blank["model"] == "m2", [f"search_status_{k}" for k in SEARCHES]] = None
+    drawn = figures.figure_set(
+        blank,
+        aggregate.per_class(blank),
+        per_model,
+        statistics.statistics_table(blank, bootstrap=100),
+        searches=SEARCHES,
+        eps_max=1.0,
+    )
+    for name, figure in drawn.items():
+        assert figures.save_figure(figure, tmp_path / f"{name}.png").stat().st_size > 0
+
+
+def test_html_table_is_a_page_with_every_row(study_tables):
+    page = figures.html_table(study_tables[2], title="Per model")
+    assert page.startswith("<!DOCTYPE html>") and page.count("<tr") == len(study_tables[2]) + 1
+
+
+@pytest.fixture(scope="module")
+def tiny_classifier():
+    """A linear 1000-class model on 8x8 images, and images it classifies as their labels."""
+    keras.utils.set_random_seed(3)
+    model = keras.Sequential(
+        [keras.Input((8, 8, 3)), keras.layers.Flatten(), keras.layers.Dense(1000)]
+    )
+    images = np.random.default_rng(0).uniform(0.3, 0.7, (4, 8, 8, 3)).astype(np.float32)
+    labels = np.asarray(model(images)).argmax(axis=1).astype(np.int64)
+    return model, images, labels
+
+
+def test_adversarial_examples_flip_at_the_minimal_epsilon(tiny_classifier):
+    model, images, labels = tiny_classifier
+    found = search.minimal_epsilon(model, images, labels, eps_max=1.0, tol=1e-5)
+    assert (found.status == "flipped").all()
+    epsilon = found.epsilon.copy()
+    epsilon[3] = np.nan  # no epsilon: the clean image is shown
+    examples = figures.adversarial_examples(
+        model, images, labels, weights={"uniform": None}, epsilons={"uniform": epsilon}, eps_max=1.0
+    )
+    adversarial, predicted = examples["uniform"]
+    assert (predicted[:3] != labels[:3]).all()
+    np.testing.assert_array_equal(predicted[:3], found.adversarial_label[:3])
+    np.testing.assert_array_equal(adversarial[3], images[3])
+    assert np.abs(adversarial[0] - images[0]).max() == pytest.approx(found.epsilon[0], rel=1e-5)
+
+
+def test_model_panel_draws_every_row_and_column(tiny_classifier, tmp_path):
+    model, images, labels = tiny_classifier
+    ids = [f"img{k}" for k in range(4)]
+    rows = []
+    for kind in SEARCHES:
+        epsilon = [0.01, 0.02, np.inf, 0.3] if kind == "uniform" else [0.02, 0.04, 0.5, np.inf]
+        rows.append(pd.DataFrame({"image_id": ids, "search": kind, "epsilon": epsilon}))
+    epsilons = pd.concat(rows, ignore_index=True)
+    chosen = aggregate.extreme_images(epsilons, count=2)
+    order = [ids.index(i) for i in chosen["image_id"]]
+    rng = np.random.default_rng(0)
+    shard = {
+        "image_id": np.array(ids),
+        "gradcam": rng.random((4, 8, 8)).astype(np.float32),
+        "saliency": rng.random((4, 8, 8)).astype(np.float32),
+    }
+    heatmaps = figures.select_heatmaps([shard], chosen["image_id"].tolist())
+    np.testing.assert_array_equal(heatmaps["gradcam"], shard["gradcam"][order])
+    figure = figures.model_panel(
+        model,
+        name="tiny",
+        chosen=chosen,
+        images=images[order],
+        labels=labels[order],
+        heatmaps=heatmaps,
+        epsilons=epsilons,
+        object_mask="soft",
+        threshold="otsu",
+        eps_max=1.0,
+    )
+    assert len(figure.axes) == 4 * (4 + 3)
+    first = figures.save_figure(figure, tmp_path / "a.png").read_bytes()
+    assert len(first) > 10000
+    assert "not flipped up to eps=1" in figure.axes[2 * 7 + 4].get_xlabel()  # img2, censored
+    with pytest.raises(KeyError, match="ghost"):
+        figures.select_heatmaps([shard], ["ghost"])
+
+
+def test_saved_bytes_are_hashable_and_format_checked(tmp_path, study_tables):
+    figure = figures.accuracy_figure(study_tables[2])
+    path = figures.save_figure(figure, tmp_path / "accuracy.png")
+    assert len(hashlib.sha256(path.read_bytes()).hexdigest()) == 64
+    with pytest.raises(ValueError, match="unsupported figure format"):
+        figures.save_figure(figure, tmp_path / "accuracy.jpg")

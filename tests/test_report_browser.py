@@ -1,0 +1,212 @@
+"""The Snakemake HTML report in real headless Chromium: loads cleanly, every result renders.
+
+The report under test is ``$ROBUSTMAP_REPORT`` when set (e.g. ``results/report.html`` of the
+default run); otherwise a tiny workflow drawing robustmap figures is run and reported here. The
+test clicks through every report category, opens every result, and checks that images decode
+(``naturalWidth > 0``) and HTML tables show rows, with no SEVERE console message. Screenshots go to
+``$ROBUSTMAP_SCREENSHOTS`` (default: the test's temporary folder).
+"""
+
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed")
+from selenium.webdriver.chrome.service import Service  # noqa: E402
+from selenium.webdriver.common.by import By  # noqa: E402
+from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMEDRIVER = shutil.which("chromedriver")
+pytestmark = pytest.mark.skipif(
+    not (CHROMIUM and CHROMEDRIVER),
+    reason="needs Debian's chromium and chromium-driver (apt-get install chromium chromium-driver)",
+)
+WAIT_S = 20
+
+FIXTURE_SNAKEFILE = """
+report: "workflow.rst"
+
+
+rule all:
+    input:
+        "results/accuracy.png",
+        "results/ecdf.svg",
+        "results/per_model.html",
+
+
+rule draw:
+    output:
+        accuracy=report(
+            "results/accuracy.png",
+            caption="caption.rst",
+            category="Accuracy",
+            labels={"figure": "accuracy", "model": "all"},
+        ),
+        ecdf=report(
+            "results/ecdf.svg",
+            caption="caption.rst",
+            category="Distributions",
+            subcategory="ECDF",
+            labels={"figure": "ECDF", "model": "all"},
+        ),
+        table=report(
+            "results/per_model.html",
+            caption="caption.rst",
+            category="Tables",
+            labels={"table": "per model", "model": "all"},
+        ),
+    run:
+        sys.path.insert(0, config["tests"])
+        from test_aggregate import synthetic_study
+        from robustmap import aggregate, figures
+
+        labels, predictions, epsilons, compactness, accuracy = synthetic_study()
+        per_image = aggregate.per_image(labels, predictions, epsilons, compactness)
+        per_model = aggregate.per_model(per_image, accuracy)
+        figures.save_figure(figures.accuracy_figure(per_model), output.accuracy)
+        figures.save_figure(figures.epsilon_ecdf_figure(per_image, eps_max=1.0), output.ecdf)
+        Path(output.table).write_text(figures.html_table(per_model, title="Per model"))
+"""
+
+
+@pytest.fixture(scope="module")
+def report_html(tmp_path_factory) -> Path:
+    """The report to test: $ROBUSTMAP_REPORT, or one built from a tiny fixture workflow."""
+    given = os.environ.get("ROBUSTMAP_REPORT")
+    if given:
+        return Path(given).resolve()
+    folder = tmp_path_factory.mktemp("workflow")
+    (folder / "Snakefile").write_text(
+        "import sys\nfrom pathlib import Path\n" + textwrap.dedent(FIXTURE_SNAKEFILE)
+    )
+    (folder / "workflow.rst").write_text("A fixture workflow for the browser test.\n")
+    (folder / "caption.rst").write_text("A figure drawn by ``robustmap.figures``.\n")
+    snakemake = [sys.executable, "-m", "snakemake", "--config", f"tests={Path(__file__).parent}"]
+    for extra in (["--cores", "1", "--quiet"], ["--report", "report.html"]):
+        run = subprocess.run(
+            snakemake + extra, cwd=folder, capture_output=True, text=True, timeout=300
+        )
+        assert run.returncode == 0, run.stderr[-3000:]
+    return folder / "report.html"
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory):
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    profile = tmp_path_factory.mktemp("chromium-profile")
+    for flag in (
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        f"--user-data-dir={profile}",
+        "--window-size=1400,1000",
+    ):
+        options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    yield driver
+    driver.quit()
+
+
+def screenshots(tmp_path: Path) -> Path:
+    folder = Path(os.environ.get("ROBUSTMAP_SCREENSHOTS") or tmp_path)
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def severe(driver) -> list[str]:
+    return [entry["message"] for entry in driver.get_log("browser") if entry["level"] == "SEVERE"]
+
+
+def open_report(driver, report: Path) -> None:
+    driver.get(report.as_uri())
+    WebDriverWait(driver, WAIT_S).until(
+        lambda d: (
+            d.execute_script("return typeof results === 'object'")
+            and d.find_elements(By.LINK_TEXT, "Workflow")
+        )
+    )
+
+
+def test_report_loads_and_every_result_renders(report_html, browser, tmp_path):
+    shots = screenshots(tmp_path)
+    open_report(browser, report_html)
+    categories = browser.execute_script("return categories")
+    expected = browser.execute_script("return Object.keys(results)")
+    assert categories and expected, "the report lists no result"
+    home = shots / "report_home.png"
+    browser.save_screenshot(str(home))
+    problems = severe(browser)
+    seen = []
+    figure_shot = shots / "report_figure.png"
+    figure_shot.unlink(missing_ok=True)
+    for category, subcategories in sorted(categories.items()):
+        for subcategory, paths in sorted(subcategories.items()):
+            open_report(browser, report_html)
+            browser.find_element(By.LINK_TEXT, category).click()
+            if not eye_buttons(browser):
+                browser.find_element(By.LINK_TEXT, subcategory).click()
+            count = len(paths)
+            WebDriverWait(browser, WAIT_S).until(lambda d, n=count: len(eye_buttons(d)) == n)
+            for index in range(len(paths)):
+                eye_buttons(browser)[index].click()
+                seen.append(shown_result(browser, [p for p in paths if p not in seen]))
+                if seen[-1].endswith(".png") and not figure_shot.exists():
+                    browser.save_screenshot(str(figure_shot))
+            problems += severe(browser)
+    shot = shots / "report_result.png"
+    browser.save_screenshot(str(shot))
+    print(f"report {report_html}: {len(seen)} results rendered; screenshots in {shots}")
+    assert not problems, f"SEVERE console messages: {problems}"
+    assert sorted(seen) == sorted(expected)
+    assert home.stat().st_size > 0 and shot.stat().st_size > 0
+
+
+def eye_buttons(driver):
+    return driver.find_elements(By.CSS_SELECTOR, "tr a[iconname=eye]")
+
+
+def shown_result(driver, candidates: list[str]) -> str:
+    """Wait until one of ``candidates`` is displayed and rendered; return its path.
+
+    Images must decode (``naturalWidth > 0``); HTML results must show text in their frame.
+    Results are matched by their embedded data URI, so equal file names cannot be confused.
+    """
+    deadline = time.monotonic() + WAIT_S
+    while time.monotonic() < deadline:
+        for path in candidates:
+            sizes = driver.execute_script(
+                "const uri = results[arguments[0]].data_uri;"
+                "return Array.from(document.images).filter(i => i.src === uri)"
+                ".map(i => i.complete ? i.naturalWidth : -1)",
+                path,
+            )
+            assert 0 not in sizes, f"{path}: the image does not decode"
+            if sizes and all(size > 0 for size in sizes):
+                return path
+            frames = driver.execute_script(
+                "const uri = results[arguments[0]].data_uri;"
+                "return Array.from(document.querySelectorAll('iframe'))"
+                ".filter(f => f.src === uri)",
+                path,
+            )
+            if frames:
+                driver.switch_to.frame(frames[0])
+                text = driver.find_element(By.TAG_NAME, "body").text
+                driver.switch_to.default_content()
+                if text.strip():
+                    return path
+        time.sleep(0.2)
+    raise AssertionError(f"none of {candidates} was displayed within {WAIT_S} s")
