@@ -81,6 +81,7 @@ def search_table(
 ) -> pd.DataFrame:
     """Minimal epsilon of every image of a shard for one search kind, logged per batch."""
     started = time.perf_counter()
+    LOG.info("%s search: 0/%d images", kind, len(images))
 
     def report(done: int, total: int) -> None:
         elapsed = max(time.perf_counter() - started, 1e-9)

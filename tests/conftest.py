@@ -1,7 +1,76 @@
-"""Shared test settings: quiet, deterministic TensorFlow on a small CPU."""
+"""Shared test settings and the one real workflow run that several tests inspect."""
 
+import hashlib
 import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("TF_DETERMINISTIC_OPS", "1")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+
+REPO = Path(__file__).resolve().parents[1]
+SNAKEMAKE = [sys.executable, "-m", "snakemake"]
+RUN_LIMIT_S = 1500
+
+
+def small_config(models: dict | None = None) -> dict:
+    """The default config on the embedded dataset, with two cheap models and several shards."""
+    config = yaml.safe_load((REPO / "config.yaml").read_text())
+    config["models"] = models or {
+        "lite0": {"zoo": "efficientnet_lite0"},
+        "lite0_fine": {"zoo": "efficientnet_lite0"},
+    }
+    config["shard_size"] = 8
+    config["statistics"]["bootstrap"] = 200
+    return config
+
+
+def snakemake(workdir: Path, *args: str, timeout: float = RUN_LIMIT_S) -> subprocess.CompletedProcess:
+    """Run the repository's workflow in ``workdir`` (which holds its own config.yaml)."""
+    command = [*SNAKEMAKE, "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir)]
+    return subprocess.run(
+        [*command, *args], capture_output=True, text=True, timeout=timeout, check=False
+    )
+
+
+def write_config(workdir: Path, config: dict) -> None:
+    workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+
+
+def result_hashes(workdir: Path, pattern: str = "results/**/*") -> dict[str, str]:
+    """SHA-256 of every result file (hidden temporaries excluded) by path relative to workdir."""
+    return {
+        path.relative_to(workdir).as_posix(): hashlib.sha256(path.read_bytes()).hexdigest()
+        for path in sorted(workdir.glob(pattern))
+        if path.is_file() and not path.name.startswith(".")
+    }
+
+
+@pytest.fixture(scope="session")
+def workflow_run(tmp_path_factory) -> Path:
+    """The real workflow, run once to completion on the embedded data with two models."""
+    workdir = tmp_path_factory.mktemp("workflow")
+    write_config(workdir, small_config())
+    run = snakemake(workdir, "--cores", "2")
+    assert run.returncode == 0, run.stderr[-6000:]
+    report = snakemake(workdir, "--report", "results/report.html")
+    assert report.returncode == 0, report.stderr[-6000:]
+    return workdir
+
+
+@pytest.fixture(scope="session")
+def clean_copy():
+    """Copy a finished run's folder (results and Snakemake metadata) for a test to modify."""
+
+    def copy(source: Path, target: Path) -> Path:
+        shutil.copytree(source, target, symlinks=True)
+        return target
+
+    return copy
