@@ -31,7 +31,9 @@ def small_config(models: dict | None = None) -> dict:
     return config
 
 
-def snakemake(workdir: Path, *args: str, timeout: float = RUN_LIMIT_S) -> subprocess.CompletedProcess:
+def snakemake(
+    workdir: Path, *args: str, timeout: float = RUN_LIMIT_S
+) -> subprocess.CompletedProcess:
     """Run the repository's workflow in ``workdir`` (which holds its own config.yaml)."""
     command = [*SNAKEMAKE, "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir)]
     return subprocess.run(

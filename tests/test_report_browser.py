@@ -1,7 +1,7 @@
 """The Snakemake HTML report in real headless Chromium: loads cleanly, every result renders.
 
 The report under test is ``$ROBUSTMAP_REPORT`` when set (e.g. ``results/report.html`` of the
-default run); otherwise a tiny workflow drawing robustmap figures is run and reported here. The
+default run); otherwise the report of the real workflow run that conftest.py makes. The
 test clicks through every report category, opens every result, and checks that images decode
 (``naturalWidth > 0``) and HTML tables show rows, with no SEVERE console message. Screenshots go to
 ``$ROBUSTMAP_SCREENSHOTS`` (default: the test's temporary folder).
@@ -9,9 +9,6 @@ test clicks through every report category, opens every result, and checks that i
 
 import os
 import shutil
-import subprocess
-import sys
-import textwrap
 import time
 from pathlib import Path
 
@@ -30,71 +27,14 @@ pytestmark = pytest.mark.skipif(
 )
 WAIT_S = 20
 
-FIXTURE_SNAKEFILE = """
-report: "workflow.rst"
-
-
-rule all:
-    input:
-        "results/accuracy.png",
-        "results/ecdf.svg",
-        "results/per_model.html",
-
-
-rule draw:
-    output:
-        accuracy=report(
-            "results/accuracy.png",
-            caption="caption.rst",
-            category="Accuracy",
-            labels={"figure": "accuracy", "model": "all"},
-        ),
-        ecdf=report(
-            "results/ecdf.svg",
-            caption="caption.rst",
-            category="Distributions",
-            subcategory="ECDF",
-            labels={"figure": "ECDF", "model": "all"},
-        ),
-        table=report(
-            "results/per_model.html",
-            caption="caption.rst",
-            category="Tables",
-            labels={"table": "per model", "model": "all"},
-        ),
-    run:
-        sys.path.insert(0, config["tests"])
-        from test_aggregate import synthetic_study
-        from robustmap import aggregate, figures
-
-        labels, predictions, epsilons, compactness, accuracy = synthetic_study()
-        per_image = aggregate.per_image(labels, predictions, epsilons, compactness)
-        per_model = aggregate.per_model(per_image, accuracy)
-        figures.save_figure(figures.accuracy_figure(per_model), output.accuracy)
-        figures.save_figure(figures.epsilon_ecdf_figure(per_image, eps_max=1.0), output.ecdf)
-        Path(output.table).write_text(figures.html_table(per_model, title="Per model"))
-"""
-
 
 @pytest.fixture(scope="module")
-def report_html(tmp_path_factory) -> Path:
-    """The report to test: $ROBUSTMAP_REPORT, or one built from a tiny fixture workflow."""
+def report_html(request) -> Path:
+    """The report to test: $ROBUSTMAP_REPORT, or the one of the real workflow run (conftest)."""
     given = os.environ.get("ROBUSTMAP_REPORT")
     if given:
         return Path(given).resolve()
-    folder = tmp_path_factory.mktemp("workflow")
-    (folder / "Snakefile").write_text(
-        "import sys\nfrom pathlib import Path\n" + textwrap.dedent(FIXTURE_SNAKEFILE)
-    )
-    (folder / "workflow.rst").write_text("A fixture workflow for the browser test.\n")
-    (folder / "caption.rst").write_text("A figure drawn by ``robustmap.figures``.\n")
-    snakemake = [sys.executable, "-m", "snakemake", "--config", f"tests={Path(__file__).parent}"]
-    for extra in (["--cores", "1", "--quiet"], ["--report", "report.html"]):
-        run = subprocess.run(
-            snakemake + extra, cwd=folder, capture_output=True, text=True, timeout=300
-        )
-        assert run.returncode == 0, run.stderr[-3000:]
-    return folder / "report.html"
+    return request.getfixturevalue("workflow_run") / "results" / "report.html"
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,229 @@
+"""robustmap.search against exact answers: linear models, a non-monotone path, edge cases."""
+
+import keras
+import numpy as np
+import pytest
+
+from robustmap import search
+
+SHAPE = (6, 6, 3)
+PIXELS = int(np.prod(SHAPE))
+CLASSES = 7
+TOL = 1e-5
+EPS_MAX = 0.25  # images lie in [0.3, 0.7]: clipping never acts below 0.3
+FLOAT32_SLACK = 1e-6  # float32 logits move a flip boundary by ~1e-7
+
+
+def linear_model(weight: np.ndarray, bias: np.ndarray) -> keras.Model:
+    """logits = flatten(x) @ weight + bias; weight float [PIXELS, CLASSES]."""
+    inputs = keras.Input(SHAPE)
+    dense = keras.layers.Dense(weight.shape[1])
+    model = keras.Model(inputs, dense(keras.layers.Flatten()(inputs)))
+    dense.set_weights([weight.astype(np.float32), bias.astype(np.float32)])
+    return model
+
+
+def random_linear_problem(seed: int, n: int = 24):
+    """A random linear model, interior images and their (correct) labels, all float64 too."""
+    rng = np.random.default_rng(seed)
+    weight = rng.normal(0.0, 1.0, (PIXELS, CLASSES))
+    bias = rng.normal(0.0, 1.0, CLASSES)
+    images = rng.uniform(0.3, 0.7, (n, *SHAPE)).astype(np.float32)
+    logits = images.reshape(n, -1).astype(np.float64) @ weight + bias
+    return linear_model(weight, bias), weight, bias, images, logits.argmax(axis=1)
+
+
+def exact_linear_epsilon(weight, bias, images, labels, weights=None):
+    """min_k (z_y - z_k) / ((W_k - W_y) . d) over positive denominators; inf if none <= EPS_MAX.
+
+    Returns the epsilons float64 [N] and the class that crosses first int [N].
+    """
+    x = images.reshape(len(images), -1).astype(np.float64)
+    logits = x @ weight + bias
+    softmax = np.exp(logits - logits.max(axis=1, keepdims=True))
+    softmax /= softmax.sum(axis=1, keepdims=True)
+    gradient = (softmax - np.eye(CLASSES)[labels]) @ weight.T  # d CE / dx, [N, PIXELS]
+    w = (
+        np.ones_like(images)
+        if weights is None
+        else np.broadcast_to(weights[..., None], images.shape)
+    )
+    direction = np.sign(gradient) * w.reshape(len(images), -1)
+    rows = np.arange(len(images))
+    gap = logits[rows, labels][:, None] - logits  # z_y - z_k
+    rate = direction @ weight - (direction @ weight)[rows, labels][:, None]  # (W_k - W_y) . d
+    with np.errstate(divide="ignore", invalid="ignore"):
+        crossing = np.where(rate > 0, gap / rate, np.inf)
+    crossing[rows, labels] = np.inf
+    return crossing.min(axis=1), crossing.argmin(axis=1), crossing
+
+
+@pytest.mark.parametrize("weighted", [False, True], ids=["uniform", "weighted"])
+def test_linear_models_match_the_closed_form(weighted):
+    for seed in (0, 1):
+        model, weight, bias, images, labels = random_linear_problem(seed)
+        rng = np.random.default_rng(100 + seed)
+        weights = rng.uniform(0.0, 1.0, images.shape[:3]) if weighted else None
+        expected, first_class, crossing = exact_linear_epsilon(
+            weight, bias, images, labels, weights
+        )
+
+        result = search.minimal_epsilon(
+            model, images, labels, weights=weights, eps_max=EPS_MAX, tol=TOL, batch_size=8
+        )
+
+        reachable = expected <= EPS_MAX
+        assert reachable.sum() >= len(images) // 2, "the problem should mostly flip"
+        assert np.all(result.status[reachable] == search.FLIPPED)
+        assert np.all(result.status[~reachable] == search.NOT_FLIPPED)
+        assert np.all(np.isinf(result.epsilon[~reachable]))
+        found = result.epsilon[reachable]
+        assert np.all(found >= expected[reachable] - FLOAT32_SLACK)
+        assert np.all(found <= expected[reachable] + TOL + FLOAT32_SLACK)
+        # The class that crosses first is the adversarial label, unless a second one is within tol.
+        second = np.sort(crossing, axis=1)[:, 1]
+        clear = reachable & (second - expected > 2 * TOL)
+        assert np.array_equal(result.adversarial_label[clear], first_class[clear])
+        assert not result.non_monotone.any()  # a linear path flips once and stays flipped
+        assert np.median(result.forward_passes[reachable]) <= 20
+
+
+def window_model(window: tuple[float, float], later_flip: float) -> keras.Model:
+    """Class 1 wins for s = mean(x) - 0.5 in the open ``window`` and beyond ``later_flip``.
+
+    z0 = 0, z1 = max(r - |s - m|, s - later_flip) with m, r the window's centre and half-width;
+    at s = 0 the loss of class 0 increases with every pixel, so d = +1 and s(eps) = eps.
+    """
+    centre, half = (window[0] + window[1]) / 2, (window[1] - window[0]) / 2
+    inputs = keras.Input(SHAPE)
+    mean = keras.layers.Dense(1)
+    s = mean(keras.layers.Flatten()(inputs))
+    mean.set_weights([np.full((PIXELS, 1), 1 / PIXELS, np.float32), np.array([-0.5], np.float32)])
+
+    def logits(s):
+        z1 = keras.ops.maximum(half - keras.ops.abs(s - centre), s - later_flip)
+        return keras.ops.concatenate([keras.ops.zeros_like(s), z1], axis=1)
+
+    return keras.Model(inputs, keras.layers.Lambda(logits)(s))
+
+
+def test_first_narrow_window_is_found_before_a_wider_later_one():
+    grid = search.default_grid(eps_max=1.0, tol=TOL)
+    inside = grid[np.argmin(np.abs(grid - 0.01))]  # a grid point inside the narrow window
+    window = (0.9 * inside, 1.1 * inside)
+    model = window_model(window, later_flip=0.3)
+    images = np.full((2, *SHAPE), 0.5, np.float32)
+
+    result = search.minimal_epsilon(model, images, np.zeros(2, np.int64), tol=TOL)
+
+    assert np.all(result.status == search.FLIPPED)
+    assert np.all(result.non_monotone)
+    assert np.all(result.adversarial_label == 1)
+    assert np.all(result.epsilon >= window[0] - FLOAT32_SLACK)
+    assert np.all(result.epsilon <= window[0] + TOL + FLOAT32_SLACK)
+
+
+def test_a_monotone_path_is_not_marked_non_monotone():
+    model = window_model((0.5, 0.6), later_flip=0.02)  # flips at 0.02 and stays flipped
+    images = np.full((1, *SHAPE), 0.5, np.float32)
+    result = search.minimal_epsilon(model, images, np.zeros(1, np.int64), tol=TOL)
+    assert result.status[0] == search.FLIPPED and not result.non_monotone[0]
+    assert 0.02 - FLOAT32_SLACK <= result.epsilon[0] <= 0.02 + TOL + FLOAT32_SLACK
+
+
+def test_input_independent_logits_give_zero_gradient():
+    bias = np.zeros(CLASSES)
+    bias[2] = 1.0
+    model = linear_model(np.zeros((PIXELS, CLASSES)), bias)
+    images = np.random.default_rng(0).uniform(0, 1, (3, *SHAPE)).astype(np.float32)
+    result = search.minimal_epsilon(model, images, np.full(3, 2))
+    assert list(result.status) == [search.ZERO_GRADIENT] * 3
+    assert np.all(np.isinf(result.epsilon))
+    assert np.all(result.adversarial_label == -1)
+    assert np.all(result.forward_passes == 1)
+
+
+def test_zero_weights_give_zero_gradient_only_where_they_vanish():
+    model, _, _, images, labels = random_linear_problem(3, n=4)
+    weights = np.ones(images.shape[:3])
+    weights[1] = 0.0
+    result = search.minimal_epsilon(model, images, labels, weights=weights, eps_max=EPS_MAX)
+    assert result.status[1] == search.ZERO_GRADIENT
+    assert search.ZERO_GRADIENT not in set(np.delete(result.status, 1))
+
+
+def test_misclassified_images_are_not_searched():
+    model, _, _, images, labels = random_linear_problem(4, n=5)
+    wrong = (labels + 1) % CLASSES
+    result = search.minimal_epsilon(model, images, wrong, eps_max=EPS_MAX)
+    assert list(result.status) == [search.MISCLASSIFIED_AT_START] * 5
+    assert np.all(np.isnan(result.epsilon))
+    assert np.all(result.adversarial_label == -1)
+    assert np.all(result.forward_passes == 1)
+
+
+def test_no_flip_up_to_eps_max_is_censored_not_dropped():
+    model, weight, bias, images, labels = random_linear_problem(5, n=12)
+    expected, _, _ = exact_linear_epsilon(weight, bias, images, labels)
+    eps_max = float(np.min(expected)) / 2
+    result = search.minimal_epsilon(model, images, labels, eps_max=eps_max, tol=TOL)
+    assert len(result.epsilon) == 12
+    assert list(result.status) == [search.NOT_FLIPPED] * 12
+    assert np.all(np.isinf(result.epsilon))
+    grid_points = len(search.default_grid(eps_max=eps_max, tol=TOL))
+    assert np.all(result.forward_passes == 1 + grid_points)
+
+
+def small_conv_model() -> keras.Model:
+    keras.utils.set_random_seed(7)
+    inputs = keras.Input(SHAPE)
+    h = keras.layers.Conv2D(8, 3, activation="relu")(inputs)
+    h = keras.layers.GlobalAveragePooling2D()(h)
+    return keras.Model(inputs, keras.layers.Dense(CLASSES)(h))
+
+
+@pytest.mark.parametrize("kind", ["linear", "conv"])
+def test_epsilons_do_not_depend_on_the_batch_size(kind):
+    model, _, _, images, labels = random_linear_problem(6, n=10)
+    if kind == "conv":
+        model = small_conv_model()
+        labels = model.predict(images, verbose=0).argmax(axis=1)
+    results = [
+        search.minimal_epsilon(model, images, labels, eps_max=1.0, tol=TOL, batch_size=size)
+        for size in (1, 3, 64)
+    ]
+    for other in results[1:]:
+        assert np.array_equal(other.epsilon, results[0].epsilon)
+        assert np.array_equal(other.status, results[0].status)
+        assert np.array_equal(other.forward_passes, results[0].forward_passes)
+    assert np.sum(results[0].status == search.FLIPPED) >= 5
+
+
+def test_the_adversarial_image_at_epsilon_flips_and_progress_is_reported():
+    model, _, _, images, labels = random_linear_problem(8, n=10)
+    calls = []
+    result = search.minimal_epsilon(
+        model, images, labels, eps_max=EPS_MAX, batch_size=4, progress=lambda *a: calls.append(a)
+    )
+    done = [d for d, _ in calls]
+    assert calls[-1] == (10, 10) and done == sorted(set(done)) and len(calls) <= 3
+    assert all(total == 10 for _, total in calls)
+    flipped = result.status == search.FLIPPED
+    directions = search.fgsm_direction(model, images[flipped], labels[flipped])
+    adversarial = search.perturb(images[flipped], directions, result.epsilon[flipped])
+    predicted = model.predict(adversarial, verbose=0).argmax(axis=1)
+    assert np.array_equal(predicted, result.adversarial_label[flipped])
+    assert np.all(predicted != labels[flipped])
+
+
+def test_result_frame_has_one_row_per_image():
+    model, _, _, images, labels = random_linear_problem(9, n=3)
+    frame = search.minimal_epsilon(model, images, labels, eps_max=EPS_MAX).to_frame()
+    assert list(frame.columns) == [
+        "epsilon",
+        "adversarial_label",
+        "forward_passes",
+        "status",
+        "non_monotone",
+    ]
+    assert len(frame) == 3
