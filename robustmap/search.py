@@ -1,0 +1,519 @@
+"""The minimal FGSM epsilon of every image: exact, batched, and never past the first flip.
+
+Definition
+----------
+For an image x in [0, 1] (float32, NHWC), its true label y and a model f returning logits:
+
+* one gradient g = d CE(f(x), y) / dx at the clean image, computed on the logits;
+* the direction d = sign(g) * w, with per-pixel weights w in [0, 1] (w = 1 for the uniform
+  search; Grad-CAM weights for the object/background searches);
+* the path x(eps) = clip(x + eps * d, 0, 1);
+* the minimal epsilon is the smallest eps in (0, eps_max] with argmax f(x(eps)) != y.
+
+Epsilon is in units of the full pixel range: 1/255 is one grey level.
+
+Search
+------
+Flips need not be monotone in eps, so a plain bisection on [0, eps_max] can jump over a small
+flipping window. The search therefore
+
+1. scans a geometric grid (``default_grid``: ``GRID_POINTS`` = 12 points from ``EPS_MIN`` =
+   1e-4, or ``tol`` if larger, to ``eps_max``; neighbours 2.31x apart for eps_max = 1) and takes
+   the FIRST flipping grid point. On EfficientNet-Lite0 (bench/search.py, 64 crops) 12 points
+   give a median of 16 passes per image at tol = 1e-5, and no first flip was found later than
+   by a 40-point grid or by ART's linear scan with step 1e-4;
+2. refines the first flipping interval (lo not flipped, hi flipped; lo = 0 for the first grid
+   point, where the clean image is correctly classified) to ``tol`` with the Illinois variant of
+   regula falsi on the logit margin m(eps) = z_y - max_{k != y} z_k, safeguarded by bisection
+   whenever ``GUARD_PROBES`` = 3 probes in a row failed to halve the bracket. Every probe that
+   flips lowers hi, every probe that does not raises lo, so the bracket always shrinks and hi
+   always flips;
+3. returns eps = hi, a flipping epsilon within ``tol`` of a non-flipping one.
+
+``non_monotone`` records that some grid point after the first flipping one does not flip.
+Within the first bracket the root finder finds *a* flip boundary; windows narrower than the grid
+spacing that lie wholly between two non-flipping grid points cannot be seen by any grid search.
+
+Scheduling: gradients are taken ``batch_size`` images at a time; probes from all images in flight
+(grid points of newly admitted images, and the one pending refinement probe of every image being
+refined) are evaluated together, ``batch_size`` per model call, so calls stay full. There is no
+Python loop over images: every step is vectorised over the images in flight.
+
+Every probe epsilon is rounded to float32 on the host (the value the model really sees; the
+probe x(eps) is built on the host exactly as :func:`perturb` builds it), and each image's sequence
+of probes depends only on its own logits. Model calls have fixed shapes (``batch_size`` rows, a
+partial last chunk padded to ``batch_size``/4^k rows, never fewer than ``MIN_ROWS``), traced once
+and cached per model, so for models whose rows are computed independently of each other the
+epsilons do not depend on ``batch_size``.
+
+Statuses
+--------
+``flipped``: epsilon in (0, eps_max]. ``not_flipped``: no grid point (the last one is eps_max)
+flips, epsilon = inf (kept: the image is censored at eps_max, not dropped). ``zero_gradient``:
+the direction is all zero (the loss does not depend on the pixels, or the weights vanish where it
+does), epsilon = inf.
+``misclassified_at_start``: argmax f(x) != y already; the minimal epsilon is undefined (the
+definition asks for a correctly classified start), epsilon = nan.
+
+``forward_passes`` counts model evaluations per image: 1 for the clean pass (logits and gradient
+in one call), then one per grid point and one per refinement probe.
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import keras
+import numpy as np
+import pandas as pd
+import tensorflow as tf
+
+GRID_POINTS = 12
+EPS_MIN = 1e-4
+MAX_REFINEMENT_ROUNDS = 200
+GUARD_PROBES = 3
+
+FLIPPED = "flipped"
+NOT_FLIPPED = "not_flipped"
+ZERO_GRADIENT = "zero_gradient"
+MISCLASSIFIED_AT_START = "misclassified_at_start"
+STATUSES = (FLIPPED, NOT_FLIPPED, ZERO_GRADIENT, MISCLASSIFIED_AT_START)
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    """Per-image outcome of ``minimal_epsilon``; every field has shape [N].
+
+    epsilon: float64, minimal epsilon (inf: no flip / zero gradient; nan: misclassified at start).
+    adversarial_label: int64, argmax f(x(epsilon)); -1 where there is no adversarial image.
+    forward_passes: int64, model evaluations spent on the image (clean pass included).
+    status: str, one of ``STATUSES``.
+    non_monotone: bool, a grid point after the first flipping one does not flip.
+    """
+
+    epsilon: np.ndarray
+    adversarial_label: np.ndarray
+    forward_passes: np.ndarray
+    status: np.ndarray
+    non_monotone: np.ndarray
+
+    def to_frame(self) -> pd.DataFrame:
+        """One row per image, columns named as the fields."""
+        return pd.DataFrame(
+            {
+                "epsilon": self.epsilon,
+                "adversarial_label": self.adversarial_label,
+                "forward_passes": self.forward_passes,
+                "status": self.status.astype(object),
+                "non_monotone": self.non_monotone,
+            }
+        )
+
+
+def default_grid(
+    *, eps_max: float = 1.0, tol: float = 1e-5, points: int = GRID_POINTS
+) -> np.ndarray:
+    """Geometric grid float64 [points] from max(EPS_MIN, tol) to ``eps_max``, float32-exact.
+
+    A flip below the first point is bracketed by (0, first point] and refined from the clean
+    image's margin; below 1e-4 (a fortieth of a grey level) the margin is close to linear.
+    """
+    low = min(max(EPS_MIN, tol), eps_max)
+    grid = np.geomspace(low, eps_max, points) if points > 1 else np.array([eps_max])
+    return np.unique(_as_float32_exact(grid))
+
+
+def perturb(images: np.ndarray, directions: np.ndarray, eps: float | np.ndarray) -> np.ndarray:
+    """x(eps) = clip(x + eps * d, 0, 1) in float32, bit-identical to the search's own probes.
+
+    images, directions: float32 [N, H, W, C]; eps: scalar or [N]. Returns float32 [N, H, W, C].
+    """
+    eps32 = np.broadcast_to(np.asarray(eps, dtype=np.float32), (len(images),))
+    step = eps32[:, None, None, None] * directions.astype(np.float32)
+    return np.clip(images.astype(np.float32) + step, 0.0, 1.0)
+
+
+def fgsm_direction(
+    model: keras.Model,
+    images: np.ndarray,
+    labels: np.ndarray,
+    *,
+    weights: np.ndarray | None = None,
+    batch_size: int = 64,
+) -> np.ndarray:
+    """d = sign(d CE(f(x), y) / dx) * w, float32 [N, H, W, C]; gradient taken on the logits."""
+    images, labels = _checked_inputs(images, labels)
+    compiled = _compiled(model, images.shape[1:], batch_size)
+    directions = np.empty_like(images)
+    for start in range(0, len(images), batch_size):
+        stop = min(start + batch_size, len(images))
+        _, gradient = compiled.logits_and_gradient(images[start:stop], labels[start:stop])
+        directions[start:stop] = _direction(gradient, _weights_slice(weights, start, stop))
+    return directions
+
+
+def minimal_epsilon(
+    model: keras.Model,
+    images: np.ndarray,
+    labels: np.ndarray,
+    *,
+    weights: np.ndarray | None = None,
+    eps_max: float = 1.0,
+    tol: float = 1e-5,
+    batch_size: int = 64,
+    grid: np.ndarray | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> SearchResult:
+    """Minimal FGSM epsilon of each image (definition and search: see the module docstring).
+
+    images: float32 [N, H, W, C] in [0, 1]; labels: int [N] true classes; weights: [N, H, W],
+    [N, H, W, 1] or [N, H, W, C] in [0, 1], or None for 1. ``grid`` overrides ``default_grid``
+    (increasing, within (0, eps_max]). Gradients are taken ``batch_size`` images at a time and
+    probes are evaluated ``batch_size`` at a time; the directions of all N images are kept, so
+    memory is about twice that of ``images``. ``progress(images_done, total)`` is called each
+    time another ``batch_size`` images are finished, and at the end.
+    """
+    images, labels = _checked_inputs(images, labels)
+    if not (tol > 0.0 and eps_max > 0.0):
+        raise ValueError("tol and eps_max must be positive")
+    grid = default_grid(eps_max=eps_max, tol=tol) if grid is None else _checked_grid(grid, eps_max)
+    compiled = _compiled(model, images.shape[1:], batch_size)
+    state = _SearchState(images, labels, weights, grid, tol)
+    reporter = _Reporter(progress, len(images), batch_size)
+    admitted = 0
+    while True:
+        refine_image, refine_eps = state.refinement_probes()
+        # Fill every model call: top the refinement probes up with grid probes of later images.
+        wanted = -len(refine_image) % compiled.rows if len(refine_image) else compiled.rows
+        while state.pending_grid() < wanted and admitted < len(images):
+            batch = np.arange(admitted, min(admitted + batch_size, len(images)))
+            state.admit(batch, *compiled.logits_and_gradient(images[batch], labels[batch]))
+            admitted = batch[-1] + 1
+        grid_image, grid_point = state.take_grid_probes(wanted)
+        probe_image = np.concatenate([refine_image, grid_image])
+        if len(probe_image) == 0:
+            break
+        probe_eps = np.concatenate([refine_eps, grid[grid_point]])
+        logits = compiled.logits(
+            perturb(images[probe_image], state.direction[probe_image], probe_eps)
+        )
+        margin, label = _margin(logits, labels[probe_image])
+        split = len(refine_image)
+        state.record_refinement(refine_image, refine_eps, margin[:split], label[:split])
+        state.record_grid(grid_image, grid_point, margin[split:], label[split:])
+        reporter.update(state.finished_count())
+    reporter.update(len(images), final=True)
+    return state.result()
+
+
+_COMPILED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+MIN_ROWS = 4
+"""Model calls never have fewer rows: oneDNN runs single-row convolutions through another kernel
+whose float32 round-off differs, which would make epsilons depend on the batch size."""
+
+
+def _compiled(model: keras.Model, image_shape: tuple[int, ...], batch_size: int) -> _Compiled:
+    """The compiled calls for this model and shape, traced once and reused by later searches."""
+    per_model = _COMPILED.setdefault(model, {})
+    key = (tuple(image_shape), max(batch_size, MIN_ROWS))
+    if key not in per_model:
+        per_model[key] = _Compiled(weakref.ref(model), image_shape, key[1])
+    return per_model[key]
+
+
+class _Compiled:
+    """Compiled model calls with fixed input shapes (one trace per shape, cached per model).
+
+    Gradients take ``rows`` images; forward calls take ``rows`` images, or for a last partial
+    chunk the smallest of rows/4, rows/16, ... (at least MIN_ROWS) that holds it, zero-padded.
+    The model is held by a weak reference so that the cache does not keep it alive.
+    """
+
+    def __init__(self, model_ref: weakref.ref, image_shape: tuple[int, ...], rows: int) -> None:
+        self.rows = rows
+        self.image_shape = tuple(image_shape)
+        self.buckets = [rows]
+        while self.buckets[-1] // 4 >= MIN_ROWS:
+            self.buckets.append(self.buckets[-1] // 4)
+        self._model_ref = model_ref
+        self._forward: dict[int, Callable] = {}
+        images = tf.TensorSpec([rows, *image_shape], tf.float32)
+
+        # autograph=False: straight-line graphs, nothing for AutoGraph to convert.
+        @tf.function(input_signature=[images, tf.TensorSpec([rows], tf.int32)], autograph=False)
+        def logits_and_gradient(x, y):
+            with tf.GradientTape() as tape:
+                tape.watch(x)
+                logits = tf.cast(model_ref()(x, training=False), tf.float32)
+                # Sum of per-image losses: each image's gradient is its own loss's gradient.
+                loss = tf.reduce_sum(
+                    tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=logits)
+                )
+            return logits, tape.gradient(loss, x)
+
+        self._logits_and_gradient = logits_and_gradient
+
+    def logits_and_gradient(self, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Clean logits float32 [n, K] and CE gradient float32 [n, H, W, C] for n <= rows images."""
+        n = len(x)
+        y = _pad(y.astype(np.int32), self.rows)
+        logits, gradient = self._logits_and_gradient(_pad(x, self.rows), y)
+        return logits.numpy()[:n], gradient.numpy()[:n]
+
+    def logits(self, x: np.ndarray) -> np.ndarray:
+        """Logits float32 [P, K] of P images, in full chunks of ``rows`` and one bucketed tail."""
+        out = []
+        for start in range(0, len(x), self.rows):
+            chunk = x[start : start + self.rows]
+            rows = min(b for b in self.buckets if b >= len(chunk))
+            out.append(self._forward_for(rows)(_pad(chunk, rows)).numpy()[: len(chunk)])
+        return np.concatenate(out)
+
+    def _forward_for(self, rows: int) -> Callable:
+        if rows not in self._forward:
+            spec = tf.TensorSpec([rows, *self.image_shape], tf.float32)
+            model_ref = self._model_ref
+
+            @tf.function(input_signature=[spec], autograph=False)
+            def forward(x):
+                return tf.cast(model_ref()(x, training=False), tf.float32)
+
+            self._forward[rows] = forward
+        return self._forward[rows]
+
+
+class _SearchState:
+    """Per-image search state over all N images; every method is vectorised over images.
+
+    Life of an image: admitted (clean pass: status, direction) -> its GRID probes queued and
+    recorded -> first flipping interval -> refinement probes, one per model call -> finished.
+    """
+
+    def __init__(self, images, labels, weights, grid, tol) -> None:
+        n, k = len(images), len(grid)
+        self.labels, self.weights, self.grid, self.tol = labels, weights, grid, tol
+        self.direction = np.zeros_like(images)
+        self.epsilon = np.full(n, np.inf)
+        self.adversarial_label = np.full(n, -1, np.int64)
+        self.passes = np.zeros(n, np.int64)
+        self.status = np.full(n, FLIPPED, dtype=object)
+        self.non_monotone = np.zeros(n, bool)
+        self.finished = np.zeros(n, bool)
+        self.clean_margin = np.zeros(n)
+        self.grid_margin = np.zeros((n, k))
+        self.grid_label = np.zeros((n, k), np.int64)
+        self.grid_left = np.zeros(n, np.int64)
+        self.queue_image = np.empty(0, np.int64)  # pending grid probes, FIFO
+        self.queue_point = np.empty(0, np.int64)
+        # First flipping interval (lo, hi] and the Illinois state of images being refined.
+        self.refining = np.zeros(n, bool)
+        self.lo, self.hi = np.zeros(n), np.zeros(n)
+        self.value_lo, self.value_hi = np.zeros(n), np.zeros(n)
+        self.kept = np.zeros(n, np.int8)  # +1: lo was kept last time (hi moved), -1: hi was
+        self.widths = np.zeros((n, GUARD_PROBES + 1))  # bracket widths, oldest first
+        self.rounds = np.zeros(n, np.int64)
+
+    # -- admission and the grid scan --
+
+    def admit(self, batch: np.ndarray, logits: np.ndarray, gradient: np.ndarray) -> None:
+        """Clean pass of ``batch``: statuses, directions, and the grid probes to queue."""
+        w = _weights_slice(self.weights, batch[0], batch[-1] + 1)
+        direction = _direction(gradient, w)
+        self.direction[batch] = direction
+        self.passes[batch] = 1
+        self.clean_margin[batch], clean_label = _margin(logits, self.labels[batch])
+        misclassified = clean_label != self.labels[batch]
+        zero = ~misclassified & ~direction.reshape(len(batch), -1).any(axis=1)
+        self._finish(batch[misclassified], MISCLASSIFIED_AT_START, np.nan)
+        self._finish(batch[zero], ZERO_GRADIENT, np.inf)
+        searched = batch[~misclassified & ~zero]
+        self.grid_left[searched] = len(self.grid)
+        points = np.arange(len(self.grid))
+        self.queue_image = np.concatenate([self.queue_image, np.repeat(searched, len(points))])
+        self.queue_point = np.concatenate([self.queue_point, np.tile(points, len(searched))])
+
+    def pending_grid(self) -> int:
+        return len(self.queue_image)
+
+    def take_grid_probes(self, count: int) -> tuple[np.ndarray, np.ndarray]:
+        """The next ``count`` queued grid probes: image indices and grid point indices."""
+        image, point = self.queue_image[:count], self.queue_point[:count]
+        self.queue_image, self.queue_point = self.queue_image[count:], self.queue_point[count:]
+        return image, point
+
+    def record_grid(self, image, point, margin, label) -> None:
+        """Store grid results; an image whose grid is complete gets its first flipping interval."""
+        self.grid_margin[image, point] = margin
+        self.grid_label[image, point] = label
+        np.add.at(self.passes, image, 1)  # an image may have several grid probes in one call
+        np.subtract.at(self.grid_left, image, 1)
+        complete = np.unique(image[self.grid_left[image] == 0])
+        if len(complete):
+            self._bracket(complete)
+
+    def _bracket(self, image: np.ndarray) -> None:
+        flips = self.grid_label[image] != self.labels[image][:, None]
+        has_flip = flips.any(axis=1)
+        self._finish(image[~has_flip], NOT_FLIPPED, np.inf)
+        image, flips = image[has_flip], flips[has_flip]
+        first = flips.argmax(axis=1)
+        later = np.arange(len(self.grid))[None, :] > first[:, None]
+        self.non_monotone[image] = (later & ~flips).any(axis=1)
+        below = np.maximum(first - 1, 0)
+        self.lo[image] = np.where(first > 0, self.grid[below], 0.0)
+        self.hi[image] = self.grid[first]
+        self.value_lo[image] = np.where(
+            first > 0, self.grid_margin[image, below], self.clean_margin[image]
+        )
+        self.value_hi[image] = self.grid_margin[image, first]
+        self.adversarial_label[image] = self.grid_label[image, first]
+        self.kept[image] = 0
+        self.widths[image] = np.inf
+        self.widths[image, -1] = self.hi[image] - self.lo[image]
+        self.refining[image] = True
+        self._finish_narrow(image)
+
+    # -- refinement --
+
+    def refinement_probes(self) -> tuple[np.ndarray, np.ndarray]:
+        """Next probe of every image being refined: Illinois regula falsi, bisection guarded.
+
+        Illinois: when the same end is kept twice in a row, the margin stored at the other end is
+        halved, which stops regula falsi from creeping towards the root from one side. Bisection
+        is used whenever the last GUARD_PROBES probes did not halve the bracket, and every probe
+        is kept tol/2 inside the bracket so that one probe across a well-estimated root closes
+        it.
+        """
+        image = np.flatnonzero(self.refining)
+        a, b = self.lo[image], self.hi[image]
+        fa, fb = self.value_lo[image], self.value_hi[image]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            secant = a + (b - a) * fa / (fa - fb)
+        bisect = ~np.isfinite(secant) | (b - a > 0.5 * self.widths[image, 0])
+        candidate = np.where(bisect, 0.5 * (a + b), secant)
+        candidate = _as_float32_exact(np.clip(candidate, a + 0.5 * self.tol, b - 0.5 * self.tol))
+        # float32 rounding may land on an end: fall back to the midpoint, else stop at hi.
+        stuck = (candidate <= a) | (candidate >= b)
+        candidate[stuck] = _as_float32_exact(0.5 * (a + b))[stuck]
+        stuck = (candidate <= a) | (candidate >= b)
+        self._finish(image[stuck], FLIPPED, self.hi[image[stuck]])
+        return image[~stuck], candidate[~stuck]
+
+    def record_refinement(self, image, eps, margin, label) -> None:
+        """Every flipping probe lowers hi, every other one raises lo."""
+        self.passes[image] += 1
+        self.rounds[image] += 1
+        if np.any(self.rounds[image] > MAX_REFINEMENT_ROUNDS):
+            raise RuntimeError("refinement did not converge; is tol below float32 resolution?")
+        flipped = label != self.labels[image]
+        up, down = image[flipped], image[~flipped]
+        self.hi[up], self.value_hi[up], self.adversarial_label[up] = (
+            eps[flipped],
+            margin[flipped],
+            label[flipped],
+        )
+        self.value_lo[up] *= np.where(self.kept[up] == 1, 0.5, 1.0)
+        self.kept[up] = 1
+        self.lo[down], self.value_lo[down] = eps[~flipped], margin[~flipped]
+        self.value_hi[down] *= np.where(self.kept[down] == -1, 0.5, 1.0)
+        self.kept[down] = -1
+        self.widths[image] = np.roll(self.widths[image], -1, axis=1)
+        self.widths[image, -1] = self.hi[image] - self.lo[image]
+        self._finish_narrow(image)
+
+    def _finish_narrow(self, image: np.ndarray) -> None:
+        narrow = image[self.hi[image] - self.lo[image] <= self.tol]
+        self._finish(narrow, FLIPPED, self.hi[narrow])
+
+    # -- bookkeeping --
+
+    def _finish(self, image: np.ndarray, status: str, epsilon) -> None:
+        self.status[image] = status
+        self.epsilon[image] = epsilon
+        self.finished[image] = True
+        self.refining[image] = False
+
+    def finished_count(self) -> int:
+        return int(self.finished.sum())
+
+    def result(self) -> SearchResult:
+        return SearchResult(
+            self.epsilon,
+            np.where(self.status == FLIPPED, self.adversarial_label, -1).astype(np.int64),
+            self.passes,
+            self.status.astype(str),
+            self.non_monotone,
+        )
+
+
+class _Reporter:
+    """Calls progress(done, total) each time another ``step`` images are finished."""
+
+    def __init__(self, progress, total: int, step: int) -> None:
+        self.progress, self.total, self.step, self.reported = progress, total, step, 0
+
+    def update(self, done: int, *, final: bool = False) -> None:
+        if self.progress is None or done == self.reported:
+            return
+        if final or done >= self.reported + self.step or done == self.total:
+            self.progress(done, self.total)
+            self.reported = done
+
+
+def _margin(logits: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """m = z_y - max_{k != y} z_k (float64 [P]) and argmax z (int64 [P])."""
+    logits = logits.astype(np.float64)
+    rows = np.arange(len(labels))
+    true_logit = logits[rows, labels]
+    others = logits.copy()
+    others[rows, labels] = -np.inf
+    return true_logit - others.max(axis=1), logits.argmax(axis=1).astype(np.int64)
+
+
+def _direction(gradient: np.ndarray, weights: np.ndarray | None) -> np.ndarray:
+    """sign(g) * w, float32 like the gradient; weights broadcast over channels."""
+    direction = np.sign(gradient).astype(np.float32)
+    if weights is not None:
+        direction *= weights
+    return direction
+
+
+def _weights_slice(weights: np.ndarray | None, start: int, stop: int) -> np.ndarray | None:
+    if weights is None:
+        return None
+    w = np.asarray(weights[start:stop], dtype=np.float32)
+    if w.ndim == 3:
+        w = w[..., None]
+    if w.ndim != 4 or np.any(w < 0) or np.any(w > 1):
+        raise ValueError("weights must be [N,H,W], [N,H,W,1] or [N,H,W,C] with values in [0, 1]")
+    return w
+
+
+def _checked_inputs(images, labels) -> tuple[np.ndarray, np.ndarray]:
+    images = np.asarray(images, dtype=np.float32)
+    labels = np.asarray(labels, dtype=np.int64)
+    if images.ndim != 4 or labels.shape != (len(images),):
+        raise ValueError("images must be [N, H, W, C] and labels [N]")
+    return images, labels
+
+
+def _checked_grid(grid, eps_max: float) -> np.ndarray:
+    grid = _as_float32_exact(np.asarray(grid, dtype=np.float64))
+    if grid.ndim != 1 or np.any(np.diff(grid) <= 0) or grid[0] <= 0 or grid[-1] > eps_max:
+        raise ValueError("grid must increase strictly within (0, eps_max]")
+    return grid
+
+
+def _as_float32_exact(eps: np.ndarray) -> np.ndarray:
+    """Round to the nearest float32, kept as float64: the epsilon the model actually sees."""
+    return np.asarray(eps, dtype=np.float32).astype(np.float64)
+
+
+def _pad(array: np.ndarray, rows: int) -> np.ndarray:
+    """Pad axis 0 with zeros to ``rows`` so every compiled call has the same shape."""
+    missing = rows - len(array)
+    if missing == 0:
+        return array
+    return np.concatenate([array, np.zeros((missing, *array.shape[1:]), array.dtype)])
