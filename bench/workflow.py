@@ -1,0 +1,498 @@
+"""Workflow benchmarks: the embedded default end to end, and a reference-workload stand-in.
+
+``--workflow``: runs the repository's Snakefile on a copy of ``config.yaml`` (the embedded
+photos; ``--models`` keeps only the named models) in a fresh temporary directory and prints the
+wall time, a per-rule breakdown and the peak memory.
+
+* Per-rule times come from Snakemake's own metadata records (``.snakemake/metadata``, one JSON
+  file per output): Snakemake writes each output's ``incomplete`` marker when its job starts and
+  records that marker's mtime as ``starttime`` and the output's mtime as ``endtime`` when the
+  job finishes, together with the rule name and a per-job hash. Grouping records by (rule, job
+  hash) gives one interval per job, with no change to the rules. ``--stats`` is gone from
+  Snakemake 8+ and per-rule ``benchmark:`` directives would mean editing every rule; parsing the
+  human-readable log would tie the bench to its wording. The job count is checked against the
+  "N of N steps" line of Snakemake's own log.
+* Peak memory: the Snakemake process tree is polled with psutil (a Snakemake dependency) every
+  0.2 s for the peak *sum* of resident set sizes (concurrent jobs add up); the largest single
+  process is read exactly from ``getrusage(RUSAGE_CHILDREN).ru_maxrss`` after the run.
+
+``--reference``: a stand-in for the study's workload (10,000 Tiny-ImageNet-sized images, all
+three searches). ``--images`` seeded synthetic 64x64 images (a smooth random background with one
+soft-edged, striped ellipse, so Grad-CAM has an object to find), MobileNetV2 with random weights
+built through the zoo's own wrapper (``robustmap.models.load("mobilenet_v2", weights=...)`` on a
+file of seeded random weights, so resize, normalisation and Grad-CAM layer are the zoo's), and
+labels = the model's own top-1, so every image starts correctly classified. The stages are the
+library calls the workflow's jobs make: predictions, Grad-CAM and saliency, the object and
+background weights, and the uniform, object and background searches (settings from
+``config.yaml``). Untouched random initialisation leaves MobileNetV2's logits at ~1e-12 (every
+image the same class, margins at float32 round-off), so the batch-norm statistics are set once
+from 64 separate calibration images (one training-mode call with momentum 0); every kernel
+keeps its random value.
+
+Each stage is timed three times: on one batch (tracing), on the same batch again, and on all
+images. The steady cost per image is (all - second) / (N - batch), whatever the library caches
+between calls, and the projection for the 10,000-image workload is the measured call plus the
+remaining images at that cost. The searches' forward passes per image are printed so that the
+projection can be rescaled to a real model's pass count.
+
+    python bench/workflow.py --workflow                       # embedded default, all models
+    python bench/workflow.py --workflow --models efficientnet_lite0
+    python bench/workflow.py --reference --images 256         # CPU
+    python bench/workflow.py --reference --images 10000       # GPU: the full reference workload
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import psutil
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+REFERENCE_IMAGES = 10_000
+TARGET_SECONDS = 120.0  # issue 8: the full reference workload in <= 2 minutes on one H100
+IMAGE_SIZE = 64
+CALIBRATION_IMAGES = 64
+POLL_SECONDS = 0.2
+
+
+def main() -> None:
+    args = parse_args()
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if args.workflow:
+        workflow_benchmark(args)
+    if args.reference:
+        reference_benchmark(args)
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--workflow", action="store_true", help="time the embedded default")
+    parser.add_argument("--reference", action="store_true", help="time the reference stand-in")
+    parser.add_argument("--models", nargs="+", help="workflow: keep only these config models")
+    parser.add_argument("--cores", type=int, default=os.cpu_count(), help="workflow: --cores")
+    parser.add_argument(
+        "--gpu-jobs",
+        type=int,
+        help="workflow: GPU jobs at a time (--resources gpu=N); default 1 when nvidia-smi "
+        "lists a GPU (as profiles/local), else no limit",
+    )
+    parser.add_argument("--keep", action="store_true", help="workflow: keep the run directory")
+    parser.add_argument("--images", type=int, default=REFERENCE_IMAGES, help="reference: images")
+    parser.add_argument(
+        "--batch-size", type=int, help="reference: every stage's batch; default 256 GPU, 64 CPU"
+    )
+    parser.add_argument("--seed", type=int, default=0, help="reference: images and weights")
+    parser.add_argument(
+        "--no-determinism",
+        action="store_true",
+        help="reference: skip TensorFlow op determinism (on by default, as in workflow jobs)",
+    )
+    args = parser.parse_args()
+    if not (args.workflow or args.reference):
+        parser.error("choose --workflow, --reference or both")
+    return args
+
+
+# ---- shared ------------------------------------------------------------------------------------
+
+
+def print_table(header: list[str], rows: list[list[str]]) -> None:
+    """Columns right-aligned except the first, two spaces apart."""
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+
+    def line(row: list[str]) -> str:
+        rest = [cell.rjust(width) for cell, width in zip(row[1:], widths[1:], strict=True)]
+        return "  ".join([row[0].ljust(widths[0]), *rest])
+
+    print(line(header))
+    print("  ".join("-" * w for w in widths))
+    for row in rows:
+        print(line(row))
+
+
+def cpu_name() -> str:
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            return f"{line.split(':', 1)[1].strip()} ({os.cpu_count()} cores)"
+    return f"CPU ({os.cpu_count()} cores)"
+
+
+# ---- --workflow --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class JobTime:
+    rule: str
+    start: float
+    end: float
+
+
+def workflow_benchmark(args: argparse.Namespace) -> None:
+    config = yaml.safe_load((REPO / "config.yaml").read_text())
+    if args.models:
+        unknown = sorted(set(args.models) - set(config["models"]))
+        if unknown:
+            raise SystemExit(f"--models: not in config.yaml: {', '.join(unknown)}")
+        config["models"] = {name: config["models"][name] for name in args.models}
+    gpu_jobs = args.gpu_jobs if args.gpu_jobs is not None else (1 if gpu_listed() else None)
+    workdir = Path(tempfile.mkdtemp(prefix="robustmap-bench-"))
+    (workdir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    command = [
+        sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"),
+        "--directory", str(workdir), "--cores", str(args.cores),
+    ]  # fmt: skip
+    if gpu_jobs is not None:
+        command += ["--resources", f"gpu={gpu_jobs}"]
+    print(f"workflow: models {', '.join(sorted(config['models']))}; {' '.join(command[1:])}")
+    log_path = workdir / "bench-snakemake.log"
+    try:
+        seconds, peak_tree, returncode = run_monitored(command, log_path)
+        log_text = log_path.read_text()
+        if returncode != 0:
+            raise SystemExit(f"snakemake failed ({returncode}):\n{log_text[-4000:]}")
+        largest = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024  # kB on Linux
+        report_workflow(job_times(workdir), seconds, log_text, peak_tree, largest)
+    finally:
+        if args.keep:
+            print(f"run directory kept: {workdir}")
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+def gpu_listed() -> bool:
+    if shutil.which("nvidia-smi") is None:
+        return False
+    listing = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, check=False)
+    return listing.returncode == 0 and "GPU" in listing.stdout
+
+
+def run_monitored(command: list[str], log_path: Path) -> tuple[float, int, int]:
+    """(wall seconds, peak summed RSS of the process tree in bytes, return code)."""
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2")}
+    with open(log_path, "w") as log:
+        start = time.perf_counter()
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
+        peak = [0]
+        poller = threading.Thread(target=poll_tree_rss, args=(process, peak), daemon=True)
+        poller.start()
+        returncode = process.wait()
+        seconds = time.perf_counter() - start
+        poller.join()
+    return seconds, peak[0], returncode
+
+
+def poll_tree_rss(process: subprocess.Popen, peak: list[int]) -> None:
+    """Keep ``peak[0]`` at the largest sum of RSS over ``process`` and its descendants."""
+    try:
+        root = psutil.Process(process.pid)
+    except psutil.NoSuchProcess:
+        return
+    while process.poll() is None:
+        total = 0
+        try:
+            members = [root, *root.children(recursive=True)]
+        except psutil.NoSuchProcess:
+            break
+        for member in members:
+            try:
+                total += member.memory_info().rss
+            except psutil.NoSuchProcess:
+                pass  # finished between the listing and the reading
+        peak[0] = max(peak[0], total)
+        time.sleep(POLL_SECONDS)
+
+
+def job_times(workdir: Path) -> list[JobTime]:
+    """One interval per job, from Snakemake's metadata records of the run's outputs."""
+    jobs: dict[tuple[str, int], JobTime] = {}
+    for path in sorted((workdir / ".snakemake" / "metadata").iterdir()):
+        record = json.loads(path.read_text())
+        key = (record["rule"], record["job_hash"])
+        seen = jobs.get(key)
+        start, end = record["starttime"], record["endtime"]
+        if seen is not None:
+            start, end = min(start, seen.start), max(end, seen.end)
+        jobs[key] = JobTime(record["rule"], start, end)
+    return sorted(jobs.values(), key=lambda job: job.start)
+
+
+def report_workflow(
+    jobs: list[JobTime], seconds: float, log_text: str, peak_tree: int, largest: int
+) -> None:
+    steps = re.findall(r"(\d+) of (\d+) steps", log_text)
+    done = f"{steps[-1][0]} of {steps[-1][1]}" if steps else "?"
+    finished = Counter(re.findall(r"Finished jobid: \d+ \(Rule: (\w+)\)", log_text))
+    recorded = Counter(job.rule for job in jobs)
+    agree = all(finished[rule] == count for rule, count in recorded.items())
+    outputless = sorted(set(finished) - set(recorded))
+    first = min(job.start for job in jobs)
+    rows = []
+    for rule in sorted({job.rule for job in jobs}, key=lambda r: min_start(jobs, r)):
+        durations = [job.end - job.start for job in jobs if job.rule == rule]
+        rows.append(
+            [
+                rule,
+                str(len(durations)),
+                f"{sum(durations):.1f}",
+                f"{np.mean(durations):.1f}",
+                f"{max(durations):.1f}",
+                f"{min_start(jobs, rule) - first:.1f}",
+            ]
+        )
+    busy = sum(job.end - job.start for job in jobs)
+    rows.append(["all jobs", str(len(jobs)), f"{busy:.1f}", "", "", ""])
+    print_table(["rule", "jobs", "job-s sum", "mean s", "max s", "first start s"], rows)
+    print(
+        f"wall {seconds:.1f} s (Snakemake start-up and DAG included); mean jobs running "
+        f"{busy / seconds:.2f}\njobs with outputs {len(jobs)}; Snakemake log: {done} steps, "
+        f"finished jobs per rule {'agree' if agree else 'DISAGREE'} with the records "
+        f"(rules without outputs: {', '.join(outputless) or 'none'})\n"
+        f"peak memory: process tree {peak_tree / 2**30:.2f} GiB (sum of RSS, polled every "
+        f"{POLL_SECONDS} s); largest single process {largest / 2**30:.2f} GiB (ru_maxrss)"
+    )
+
+
+def min_start(jobs: list[JobTime], rule: str) -> float:
+    return min(job.start for job in jobs if job.rule == rule)
+
+
+# ---- --reference -------------------------------------------------------------------------------
+
+
+@dataclass
+class StageTime:
+    """Timings of one stage: first call and repeat on one batch, then all N images."""
+
+    name: str
+    images: int
+    batch: int
+    first: float
+    repeat: float
+    full: float
+    passes_per_image: float | None = None
+
+    @property
+    def seconds_per_image(self) -> float:
+        """Steady marginal cost: one-time work (tracing, model wrapping) cancels out."""
+        if self.images <= self.batch:
+            return self.full / self.images
+        return max(self.full - self.repeat, 0.0) / (self.images - self.batch)
+
+    @property
+    def first_call_overhead(self) -> float:
+        """What the first call on one batch costs beyond its images (tracing, wrapping)."""
+        return max(self.first - self.batch * self.seconds_per_image, 0.0)
+
+    def projected(self, images: int) -> float:
+        return self.full + (images - self.images) * self.seconds_per_image
+
+
+def reference_benchmark(args: argparse.Namespace) -> None:
+    import keras
+    import tensorflow as tf
+
+    from robustmap import heatmaps, models, predict, runtime, search
+
+    if args.no_determinism:
+        keras.utils.set_random_seed(args.seed)
+    else:
+        runtime.setup(None, seed=args.seed)  # as every workflow job: seeded, deterministic ops
+    gpus = tf.config.list_physical_devices("GPU")
+    device = (
+        tf.config.experimental.get_device_details(gpus[0]).get("device_name", gpus[0].name)
+        if gpus
+        else cpu_name()
+    )
+    batch = args.batch_size or (256 if gpus else 64)
+    config = yaml.safe_load((REPO / "config.yaml").read_text())
+    options, heat = config["search"], config["heatmaps"]
+
+    images = synthetic_images(args.images, seed=args.seed)
+    model = random_mobilenet_v2(
+        synthetic_images(CALIBRATION_IMAGES, seed=args.seed + 1), seed=args.seed, keras=keras
+    )
+    layer = models.gradcam_layer(model)
+    print(
+        f"reference stand-in: {len(images)} synthetic {IMAGE_SIZE}x{IMAGE_SIZE} images, "
+        f"MobileNetV2 (random weights, zoo wrapper, Grad-CAM layer {layer}); batch {batch}; "
+        f"eps_max {options['eps_max']}, tol {options['tol']}, object mask "
+        f"{heat['object_mask']}/{heat['threshold']}\n"
+        f"device: {device}; TensorFlow {tf.__version__}; "
+        f"op determinism {'off' if args.no_determinism else 'on'}"
+    )
+
+    stages: list[StageTime] = []
+    logits = timed_stage(
+        stages, "predict", images, batch,
+        lambda n: predict.logits_in_batches(model, images[:n], batch_size=batch),
+    )  # fmt: skip
+    labels = logits.argmax(axis=1)
+    cam = timed_stage(
+        stages, "gradcam", images, batch,
+        lambda n: heatmaps.gradcam(model, images[:n], labels[:n], layer=layer, batch_size=batch),
+    )  # fmt: skip
+    timed_stage(
+        stages, "saliency", images, batch,
+        lambda n: heatmaps.saliency(
+            model, images[:n], labels[:n], smoothgrad_samples=heat["smoothgrad_samples"],
+            noise_sigma=heat["smoothgrad_sigma"], batch_size=batch,
+        ),
+    )  # fmt: skip
+    object_w = timed_stage(
+        stages, "object/background weights", images, batch,
+        lambda n: heatmaps.object_weights(
+            cam[:n], mode=heat["object_mask"], threshold=heat["threshold"]
+        ),
+    )  # fmt: skip
+    background_w = heatmaps.background_weights(object_w)
+    statuses = {}
+    for kind, weights in (("uniform", None), ("object", object_w), ("background", background_w)):
+
+        def run_search(n: int, weights=weights) -> search.SearchResult:
+            return search.minimal_epsilon(
+                model, images[:n], labels[:n],
+                weights=None if weights is None else weights[:n],
+                eps_max=options["eps_max"], tol=options["tol"], batch_size=batch,
+            )  # fmt: skip
+
+        result = timed_stage(stages, f"search {kind}", images, batch, run_search)
+        stages[-1].passes_per_image = float(result.forward_passes.mean())
+        statuses[kind] = dict(zip(*np.unique(result.status, return_counts=True), strict=True))
+    report_reference(stages, statuses)
+
+
+def timed_stage(
+    stages: list[StageTime], name: str, images: np.ndarray, batch: int, run: Callable[[int], object]
+):
+    """Time ``run(n)`` on one batch twice, then on all images; keep the last result."""
+    first_n = min(batch, len(images))
+    first = seconds_of(run, first_n)[1]
+    repeat = seconds_of(run, first_n)[1]
+    result, full = seconds_of(run, len(images))
+    stages.append(StageTime(name, len(images), first_n, first, repeat, full))
+    return result
+
+
+def seconds_of(function: Callable[[int], object], n: int) -> tuple[object, float]:
+    start = time.perf_counter()
+    result = function(n)
+    return result, time.perf_counter() - start
+
+
+def report_reference(stages: list[StageTime], statuses: dict[str, dict[str, int]]) -> None:
+    rows = []
+    for stage in stages:
+        rate = 1.0 / stage.seconds_per_image if stage.seconds_per_image > 0 else float("inf")
+        passes = stage.passes_per_image
+        rows.append(
+            [
+                stage.name,
+                f"{stage.full:.1f}",
+                f"{stage.images / stage.full:.1f}",
+                f"{rate:.1f}",
+                f"{stage.first_call_overhead:.1f}",
+                "" if passes is None else f"{passes:.1f}",
+                "" if passes is None else f"{passes * rate:.0f}",
+                f"{stage.projected(REFERENCE_IMAGES):.1f}",
+            ]
+        )
+    total = sum(stage.projected(REFERENCE_IMAGES) for stage in stages)
+    measured = sum(stage.full for stage in stages)
+    rows.append(["total", f"{measured:.1f}", "", "", "", "", "", f"{total:.1f}"])
+    n = stages[0].images
+    print_table(
+        [
+            "stage",
+            f"s ({n} img)",
+            "img/s",
+            "img/s steady",
+            "1st-call extra s",
+            "passes/img",
+            "passes/s",
+            f"projected s ({REFERENCE_IMAGES})",
+        ],
+        rows,
+    )
+    for kind, counts in statuses.items():
+        print(f"search {kind}: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
+    print(
+        f"full reference workload ({REFERENCE_IMAGES} images, all stages): {total:.1f} s "
+        f"projected on this device (issue 8 target: <= {TARGET_SECONDS:.0f} s on one H100)"
+    )
+
+
+def synthetic_images(count: int, *, seed: int) -> np.ndarray:
+    """Float32 [count, 64, 64, 3] in [0, 1]; image i depends only on (seed, i).
+
+    A smooth background (bicubic upsampling of a 4x4 random colour field around a random mean)
+    under one soft-edged ellipse of random size, position, colour and stripe texture.
+    """
+    from scipy import ndimage
+
+    size = IMAGE_SIZE
+    rows, cols = np.mgrid[0:size, 0:size].astype(np.float32) + 0.5
+    images = np.empty((count, size, size, 3), np.float32)
+    for index in range(count):
+        rng = np.random.default_rng([seed, index])
+        coarse = rng.random((4, 4, 3), dtype=np.float32)
+        field = ndimage.zoom(coarse, (size / 4, size / 4, 1), order=3, mode="nearest")
+        background = rng.uniform(0.2, 0.8, 3) + 0.5 * (field - 0.5)
+        centre_row, centre_col = rng.uniform(0.25, 0.75, 2) * size
+        radius_row, radius_col = rng.uniform(0.12, 0.3, 2) * size
+        angle = rng.uniform(0.0, np.pi)
+        cos, sin = np.cos(angle), np.sin(angle)
+        u = ((cols - centre_col) * cos + (rows - centre_row) * sin) / radius_col
+        v = (-(cols - centre_col) * sin + (rows - centre_row) * cos) / radius_row
+        inside = 1.0 / (1.0 + np.exp(8.0 * (np.sqrt(u * u + v * v) - 1.0)))  # soft edge
+        stripes = 0.5 + 0.5 * np.sin(rng.uniform(0.15, 0.6) * (cols * cos + rows * sin) + angle)
+        colour = rng.random(3) * (0.6 + 0.4 * stripes[..., None])
+        mixed = background * (1.0 - inside[..., None]) + colour * inside[..., None]
+        images[index] = np.clip(mixed, 0.0, 1.0)
+    return images
+
+
+def random_mobilenet_v2(calibration: np.ndarray, *, seed: int, keras):
+    """The zoo's MobileNetV2 wrapper with seeded random kernels and calibrated BN statistics.
+
+    The bare application's random weights go through a weights file into
+    ``models.load("mobilenet_v2", weights=...)``, the zoo's own path. Batch-norm moving
+    statistics are then set to the batch statistics of ``calibration`` (float32 [n, H, W, 3]):
+    with momentum 0, one training-mode call replaces them, layer after layer, by the statistics
+    of inputs normalised by the layers before, which is what inference then sees.
+    """
+    from robustmap import models
+
+    keras.utils.set_random_seed(seed)
+    bare = keras.applications.MobileNetV2(weights=None, classifier_activation=None)
+    with tempfile.TemporaryDirectory() as folder:
+        weights = Path(folder) / "mobilenet_v2_random.weights.h5"
+        bare.save_weights(weights)
+        model = models.load("mobilenet_v2", weights=weights)
+    norms = [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
+    momenta = [layer.momentum for layer in norms]
+    for layer in norms:
+        layer.momentum = 0.0
+    model(calibration, training=True)
+    for layer, momentum in zip(norms, momenta, strict=True):
+        layer.momentum = momentum
+    return model
+
+
+if __name__ == "__main__":
+    main()
