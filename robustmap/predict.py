@@ -112,7 +112,10 @@ def accuracy(predictions: pd.DataFrame) -> dict:
         "correct": int(scored["correct"].sum()),
         "top1": float(scored["correct"].mean()) if n else float("nan"),
         "top5": float(scored["in_top5"].mean()) if n else float("nan"),
-        "by_status": {k: int(v) for k, v in predictions["status"].value_counts().sort_index().items()},
+        "by_status": {
+            status: int(count)
+            for status, count in predictions["status"].value_counts().sort_index().items()
+        },
     }
 
 

@@ -59,7 +59,7 @@ def _extracted(archive: Path, workdir: Path) -> Path:
 
 
 def find_root(folder: Path) -> Path:
-    """The folder under ``folder`` (itself included) that holds ``wnids.txt``; clear error if none."""
+    """The folder under ``folder`` (itself included) holding ``wnids.txt``; clear error if none."""
     if (folder / LAYOUT_MARKER).is_file():
         return folder
     candidates = sorted(p.parent for p in folder.rglob(LAYOUT_MARKER))
@@ -73,9 +73,8 @@ def find_root(folder: Path) -> Path:
 
 def manifest(root: Path, *, kind: str) -> dict[str, Any]:
     """Root, source kind, and (size, SHA-256) of every file under the validation split."""
-    files = sorted(
-        p for p in [root / "wnids.txt", root / "words.txt", *(root / "val").rglob("*")] if p.is_file()
-    )
+    candidates = [root / "wnids.txt", root / "words.txt", *(root / "val").rglob("*")]
+    files = sorted(path for path in candidates if path.is_file())
     return {
         "root": str(root),
         "source": kind,

@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import hashlib
-import http.server
 import io
 import re
 import stat
-import threading
 import zipfile
 from pathlib import Path
 
 import pytest
+from loopback import LoopbackServer
 
 from robustmap.fetch import (
     ChecksumError,
@@ -40,61 +39,9 @@ PAYLOAD = _zip_bytes(
 PAYLOAD_SHA256 = hashlib.sha256(PAYLOAD).hexdigest()
 
 
-class _Server:
-    """A loopback HTTP server serving ``files``; it records each request's path and Range."""
-
-    def __init__(self, files: dict[str, bytes], *, honour_range: bool = True):
-        self.files = files
-        self.honour_range = honour_range
-        self.requests: list[dict] = []
-        server = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self):  # noqa: N802 - http.server's naming
-                range_header = self.headers.get("Range")
-                server.requests.append({"path": self.path, "range": range_header})
-                body = server.files.get(self.path)
-                if body is None:
-                    self.send_error(404)
-                    return
-                start = 0
-                match = re.fullmatch(r"bytes=(\d+)-", range_header or "")
-                if match and server.honour_range:
-                    start = int(match.group(1))
-                    if start >= len(body):
-                        self.send_error(416)
-                        return
-                    self.send_response(206)
-                    self.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
-                else:
-                    self.send_response(200)
-                self.send_header("Content-Length", str(len(body) - start))
-                self.end_headers()
-                self.wfile.write(body[start:])
-                server.requests[-1]["sent"] = len(body) - start
-
-            def log_message(self, *args):  # keep test output quiet
-                pass
-
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-
-    def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.httpd.server_address[1]}{path}"
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.httpd.shutdown()
-        self.httpd.server_close()
-        self.thread.join()
-
-
 @pytest.fixture
 def server():
-    with _Server({"/data/tiny.zip": PAYLOAD, "/mirror/tiny.zip": PAYLOAD}) as running:
+    with LoopbackServer({"/data/tiny.zip": PAYLOAD, "/mirror/tiny.zip": PAYLOAD}) as running:
         yield running
 
 
@@ -140,7 +87,7 @@ def test_server_ignoring_range_restarts_instead_of_appending(tmp_path):
     cache = tmp_path / "cache"
     cache.mkdir()
     (cache / "tiny.zip.part").write_bytes(b"stale bytes from elsewhere")
-    with _Server({"/tiny.zip": PAYLOAD}, honour_range=False) as plain:
+    with LoopbackServer({"/tiny.zip": PAYLOAD}, honour_range=False) as plain:
         path = fetch(plain.url("/tiny.zip"), sha256=PAYLOAD_SHA256, cache_dir=cache)
         assert plain.requests[0]["range"] == "bytes=26-"
         assert plain.requests[0]["sent"] == len(PAYLOAD)
