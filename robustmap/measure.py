@@ -52,7 +52,7 @@ def heatmap_arrays(
 
 
 def search_weights(
-    kind: str, cam: np.ndarray | None, *, object_mask: str, threshold: str
+    kind: str, cam: np.ndarray | None, *, object_mask: str | None, threshold: str | None
 ) -> np.ndarray | None:
     """Per-pixel weights of a search kind: none (uniform), Grad-CAM object, or its complement."""
     if kind == "uniform":

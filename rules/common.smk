@@ -18,6 +18,13 @@ wildcard_constraints:
     shard=r"\d\d\d+",
 
 
+def canonical(options):
+    """``options`` with keys sorted at every level: params compare equal whatever the YAML order."""
+    import json
+
+    return json.loads(json.dumps(options, sort_keys=True))
+
+
 def dataset_recipe():
     """The dataset config, plus the embedded recipe when it is used: editing either rebuilds."""
     recipe = dict(config["dataset"])
@@ -25,12 +32,30 @@ def dataset_recipe():
         from robustmap import embedded
 
         recipe["embedded"] = embedded.recipe()
-    return recipe
+    return canonical(recipe)
+
+
+def search_settings(wildcards):
+    """What one search job's result depends on: weighted kinds add the object-mask settings,
+    so editing the mask reruns the object and background searches but not the uniform one.
+    """
+    settings = {key: config["search"][key] for key in ("eps_max", "tol", "batch_size")}
+    if wildcards.kind != "uniform":
+        settings.update(
+            {key: config["heatmaps"][key] for key in ("object_mask", "threshold")}
+        )
+    return canonical(settings)
+
+
+def heatmap_settings():
+    """What the heatmap arrays depend on (not the mask settings, applied downstream)."""
+    keys = ("smoothgrad_samples", "smoothgrad_sigma", "batch_size")
+    return canonical({key: config["heatmaps"][key] for key in keys})
 
 
 def model_options(wildcards):
     """The config entry of one model, as rule params so that editing it reruns only that model."""
-    return dict(config["models"][wildcards.model])
+    return canonical(config["models"][wildcards.model])
 
 
 def shard_ids(model):

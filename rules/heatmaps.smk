@@ -13,7 +13,7 @@ rule heatmaps:
         gpu=1,
     params:
         model=model_options,
-        heatmaps=config["heatmaps"],
+        heatmaps=heatmap_settings(),
         image_size=config["dataset"]["image_size"],
     script:
         "../scripts/heatmaps.py"

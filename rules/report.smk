@@ -85,7 +85,7 @@ rule aggregate:
         "../envs/robustmap.yaml"
     params:
         models=MODELS,
-        statistics=config["statistics"],
+        statistics=canonical(config["statistics"]),
     script:
         "../scripts/aggregate.py"
 

@@ -11,9 +11,7 @@ rule search:
         gpu=1,
     params:
         model=model_options,
-        search=config["search"],
-        object_mask=config["heatmaps"]["object_mask"],
-        threshold=config["heatmaps"]["threshold"],
+        settings=search_settings,
         image_size=config["dataset"]["image_size"],
     script:
         "../scripts/search.py"

@@ -13,10 +13,13 @@ image_ids, images, labels = shards.load_shard(
     image_size=sm.params.image_size,
 )
 cam = tables.read_npz(sm.input.heatmaps)["gradcam"] if "heatmaps" in sm.input.keys() else None
+options = sm.params.settings
 weights = measure.search_weights(
-    sm.wildcards.kind, cam, object_mask=sm.params.object_mask, threshold=sm.params.threshold
+    sm.wildcards.kind,
+    cam,
+    object_mask=options.get("object_mask"),
+    threshold=options.get("threshold"),
 )
-options = sm.params.search
 frame = measure.search_table(
     model,
     image_ids,
