@@ -87,7 +87,7 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--images", type=int, default=64, help="correct crops (at least 48)")
     parser.add_argument("--repeats", type=int, default=3, help="timings: best of this many")
-    parser.add_argument("--eager-images", type=int, default=6, help="subset for the eager loop")
+    parser.add_argument("--eager-images", type=int, default=16, help="subset for the eager loop")
     parser.add_argument("--art-images", type=int, default=16, help="subset for ART")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--quick", action="store_true", help="16 images, small subsets")
