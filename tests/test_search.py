@@ -227,3 +227,27 @@ def test_result_frame_has_one_row_per_image():
         "non_monotone",
     ]
     assert len(frame) == 3
+
+
+def test_all_ones_weights_equal_the_uniform_search_exactly():
+    model, _, _, images, labels = random_linear_problem(6, n=8)
+    uniform = search.minimal_epsilon(model, images, labels, eps_max=EPS_MAX, tol=TOL)
+    ones = np.ones(images.shape[:3], np.float32)
+    weighted = search.minimal_epsilon(model, images, labels, weights=ones, eps_max=EPS_MAX, tol=TOL)
+    np.testing.assert_array_equal(weighted.epsilon, uniform.epsilon)
+    np.testing.assert_array_equal(weighted.status, uniform.status)
+
+
+def test_a_flat_grad_cam_makes_the_object_search_the_uniform_one():
+    """A CAM with no location gives object weights of one everywhere (robustmap.measure)."""
+    from robustmap import measure
+
+    model, _, _, images, labels = random_linear_problem(7, n=5)
+    flat_cam = np.full(images.shape[:3], 0.3, np.float32)
+    weights = measure.search_weights("object", flat_cam, object_mask="soft", threshold="otsu")
+    np.testing.assert_array_equal(weights, np.ones_like(flat_cam))
+    uniform = search.minimal_epsilon(model, images, labels, eps_max=EPS_MAX, tol=TOL)
+    weighted = search.minimal_epsilon(
+        model, images, labels, weights=weights, eps_max=EPS_MAX, tol=TOL
+    )
+    np.testing.assert_array_equal(weighted.epsilon, uniform.epsilon)
