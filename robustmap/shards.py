@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from robustmap import tables
+from robustmap import sources, tables
 from robustmap.dataset import load_images
 
 
@@ -29,10 +29,28 @@ def shard_table(predictions: pd.DataFrame, *, shard_size: int) -> pd.DataFrame:
     )
 
 
+def load_labelled_images(
+    labels_path: str | Path,
+    manifest_path: str | Path,
+    image_ids: list[str],
+    *,
+    image_size: int | None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Images of ``image_ids`` (in that order) with their ImageNet-1k labels.
+
+    Returns:
+        images float32 [N, H, W, 3] in [0, 1], labels int64 [N].
+    """
+    labels = tables.read_parquet(labels_path).set_index("image_id")
+    rows = labels.loc[list(image_ids)].reset_index()
+    images = load_images(rows, sources.root_of(manifest_path), size=image_size)
+    return images, rows["imagenet_index"].to_numpy(dtype=np.int64)
+
+
 def load_shard(
     shards_path: str | Path,
     labels_path: str | Path,
-    root: str | Path,
+    manifest_path: str | Path,
     shard: str,
     *,
     image_size: int | None,
@@ -44,12 +62,8 @@ def load_shard(
         (ImageNet-1k indices), in shard-table order.
     """
     members = tables.read_parquet(shards_path)
-    members = members[members["shard"] == shard]
-    labels = tables.read_parquet(labels_path).set_index("image_id")
-    rows = labels.loc[members["image_id"]].reset_index()
-    images = load_images(rows, root, size=image_size)
-    return (
-        members["image_id"].to_numpy(dtype=str),
-        images,
-        members["imagenet_index"].to_numpy(dtype=np.int64),
+    image_ids = members.loc[members["shard"] == shard, "image_id"].to_numpy(dtype=str)
+    images, labels = load_labelled_images(
+        labels_path, manifest_path, list(image_ids), image_size=image_size
     )
+    return image_ids, images, labels

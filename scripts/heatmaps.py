@@ -1,6 +1,6 @@
 """Rule heatmaps: raw Grad-CAM and gradient saliency of one shard, kept as compressed arrays."""
 
-from robustmap import measure, models, runtime, shards, sources, tables
+from robustmap import measure, models, runtime, shards, tables
 
 sm = snakemake  # noqa: F821 - injected by Snakemake
 runtime.setup(sm.log[0])
@@ -8,7 +8,7 @@ model = models.from_options(sm.params.model)
 image_ids, images, labels = shards.load_shard(
     sm.input.shards,
     sm.input.labels,
-    sources.root_of(sm.input.manifest),
+    sm.input.manifest,
     sm.wildcards.shard,
     image_size=sm.params.image_size,
 )

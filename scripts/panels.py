@@ -1,19 +1,20 @@
 """Rule panels: image, heatmaps, object mask and adversarial images of one model's extremes."""
 
-from robustmap import aggregate, dataset, figures, models, runtime, sources, tables
+from robustmap import aggregate, figures, models, runtime, shards, tables
 
 sm = snakemake  # noqa: F821 - injected by Snakemake
 runtime.setup(sm.log[0])
 epsilons = tables.read_parquet(sm.input.epsilons)
 chosen = aggregate.extreme_images(epsilons, count=sm.params.panel_images)
-labels = tables.read_parquet(sm.input.labels).set_index("image_id")
-rows = labels.loc[chosen["image_id"]].reset_index()
+images, labels = shards.load_labelled_images(
+    sm.input.labels, sm.input.manifest, chosen["image_id"].tolist(), image_size=sm.params.image_size
+)
 figure = figures.model_panel(
     models.from_options(sm.params.model),
     name=sm.wildcards.model,
     chosen=chosen,
-    images=dataset.load_images(rows, sources.root_of(sm.input.manifest), size=sm.params.image_size),
-    labels=rows["imagenet_index"].to_numpy(dtype="int64"),
+    images=images,
+    labels=labels,
     heatmaps=figures.select_heatmaps(
         [tables.read_npz(path) for path in sm.input.heatmaps], chosen["image_id"].tolist()
     ),

@@ -1,6 +1,6 @@
 """Rule search: minimal FGSM epsilon of every image of one shard, for one search kind."""
 
-from robustmap import measure, models, runtime, shards, sources, tables
+from robustmap import measure, models, runtime, shards, tables
 
 sm = snakemake  # noqa: F821 - injected by Snakemake
 runtime.setup(sm.log[0])
@@ -8,7 +8,7 @@ model = models.from_options(sm.params.model)
 image_ids, images, labels = shards.load_shard(
     sm.input.shards,
     sm.input.labels,
-    sources.root_of(sm.input.manifest),
+    sm.input.manifest,
     sm.wildcards.shard,
     image_size=sm.params.image_size,
 )
