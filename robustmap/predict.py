@@ -73,10 +73,8 @@ def prediction_table(
     top[readable] = order
     truth = labels["imagenet_index"].to_numpy(dtype="float64", na_value=np.nan)
     scoreable = readable & labels["status"].isin(SCOREABLE_STATUSES).to_numpy() & ~np.isnan(truth)
-    rows = np.flatnonzero(readable)
-    for position, row in enumerate(rows):
-        if scoreable[row]:
-            margin[row] = _margin(logits[position], int(truth[row]))
+    scored = scoreable[readable]  # positions in ``logits`` of the scoreable rows
+    margin[np.flatnonzero(readable)[scored]] = _margins(logits[scored], truth[readable][scored])
     frame = pd.DataFrame(
         {
             "image_id": labels["image_id"].to_numpy(),
@@ -97,9 +95,13 @@ def prediction_table(
     return frame
 
 
-def _margin(logits_row: np.ndarray, label: int) -> float:
-    others = np.delete(logits_row, label)
-    return float(logits_row[label] - others.max())
+def _margins(logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """True-class logit minus the best other logit, per row of ``logits`` [N, C]."""
+    rows = np.arange(len(logits))
+    columns = labels.astype(np.int64)
+    others = logits.copy()
+    others[rows, columns] = -np.inf
+    return logits[rows, columns] - others.max(axis=1, initial=-np.inf)
 
 
 def accuracy(predictions: pd.DataFrame) -> dict:
