@@ -19,15 +19,21 @@ flipping window. The search therefore
 
 1. scans a geometric grid (``default_grid``: ``GRID_POINTS`` = 12 points from ``EPS_MIN`` =
    1e-4, or ``tol`` if larger, to ``eps_max``; neighbours 2.31x apart for eps_max = 1) and takes
-   the FIRST flipping grid point. On EfficientNet-Lite0 (bench/search.py, 64 crops) 12 points
-   give a median of 16 passes per image at tol = 1e-5, and no first flip was found later than
-   by a 40-point grid or by ART's linear scan with step 1e-4;
+   the FIRST flipping grid point. A flip window (a, b) within [1e-4, eps_max] with b > 2.31 a
+   always holds a grid point; the two non-monotone windows seen on EfficientNet-Lite0
+   (bench/search.py, 64 crops, a 241-point scan) had b = 1.87 a and were both found. There, no
+   first flip was found later than by ART's linear scan with step 1e-4, and an image costs a
+   median of 15 passes at tol = 1e-5;
 2. refines the first flipping interval (lo not flipped, hi flipped; lo = 0 for the first grid
-   point, where the clean image is correctly classified) to ``tol`` with the Illinois variant of
-   regula falsi on the logit margin m(eps) = z_y - max_{k != y} z_k, safeguarded by bisection
-   whenever ``GUARD_PROBES`` = 3 probes in a row failed to halve the bracket. Every probe that
-   flips lowers hi, every probe that does not raises lo, so the bracket always shrinks and hi
-   always flips;
+   point, where the clean image is correctly classified) to ``tol`` on the logit margin
+   m(eps) = z_y - max_{k != y} z_k. Each probe aims at the root estimated by inverse quadratic
+   interpolation through the two ends and a third path point (the end replaced last; at first the
+   grid point below lo, or the clean image), falling back to the secant of the ends, and to
+   bisection whenever the last ``GUARD_PROBES`` = 3 probes failed to halve the bracket. An aim
+   within ``tol`` of an end is moved to exactly ``tol`` from it ("tol step"), so a probe that
+   lands across the root closes the bracket at once: refinement typically costs two probes (one
+   close to the root, one tol step) or three. Every probe that flips lowers hi, every other one
+   raises lo, so the bracket always shrinks and hi always flips;
 3. returns eps = hi, a flipping epsilon within ``tol`` of a non-flipping one.
 
 ``non_monotone`` records that some grid point after the first flipping one does not flip.
@@ -42,7 +48,7 @@ Python loop over images: every step is vectorised over the images in flight.
 Every probe epsilon is rounded to float32 on the host (the value the model really sees; the
 probe x(eps) is built on the host exactly as :func:`perturb` builds it), and each image's sequence
 of probes depends only on its own logits. Model calls have fixed shapes (``batch_size`` rows, a
-partial last chunk padded to ``batch_size``/4^k rows, never fewer than ``MIN_ROWS``), traced once
+partial last chunk padded to ``batch_size``/4^k or ``MIN_ROWS`` rows, never fewer), traced once
 and cached per model, so for models whose rows are computed independently of each other the
 epsilons do not depend on ``batch_size``.
 
@@ -131,8 +137,11 @@ def perturb(images: np.ndarray, directions: np.ndarray, eps: float | np.ndarray)
     images, directions: float32 [N, H, W, C]; eps: scalar or [N]. Returns float32 [N, H, W, C].
     """
     eps32 = np.broadcast_to(np.asarray(eps, dtype=np.float32), (len(images),))
-    step = eps32[:, None, None, None] * directions.astype(np.float32)
-    return np.clip(images.astype(np.float32) + step, 0.0, 1.0)
+    # One float32 product, one sum, one clip, each rounded once, written in place: the search
+    # builds every probe here, so this is on its critical path.
+    probe = np.multiply(eps32[:, None, None, None], directions, dtype=np.float32)
+    np.add(probe, images.astype(np.float32, copy=False), out=probe)
+    return np.clip(probe, 0.0, 1.0, out=probe)
 
 
 def fgsm_direction(
@@ -227,7 +236,7 @@ class _Compiled:
     """Compiled model calls with fixed input shapes (one trace per shape, cached per model).
 
     Gradients take ``rows`` images; forward calls take ``rows`` images, or for a last partial
-    chunk the smallest of rows/4, rows/16, ... (at least MIN_ROWS) that holds it, zero-padded.
+    chunk the smallest of rows/4, rows/16, ... and MIN_ROWS that holds it, zero-padded.
     The model is held by a weak reference so that the cache does not keep it alive.
     """
 
@@ -237,6 +246,9 @@ class _Compiled:
         self.buckets = [rows]
         while self.buckets[-1] // 4 >= MIN_ROWS:
             self.buckets.append(self.buckets[-1] // 4)
+        if self.buckets[-1] > MIN_ROWS:
+            # The last rounds often refine one or two images: pad them to MIN_ROWS, not more.
+            self.buckets.append(MIN_ROWS)
         self._model_ref = model_ref
         self._forward: dict[int, Callable] = {}
         images = tf.TensorSpec([rows, *image_shape], tf.float32)
@@ -244,7 +256,7 @@ class _Compiled:
         # autograph=False: straight-line graphs, nothing for AutoGraph to convert.
         @tf.function(input_signature=[images, tf.TensorSpec([rows], tf.int32)], autograph=False)
         def logits_and_gradient(x, y):
-            with tf.GradientTape() as tape:
+            with tf.GradientTape(watch_accessed_variables=False) as tape:
                 tape.watch(x)
                 logits = tf.cast(model_ref()(x, training=False), tf.float32)
                 # Sum of per-image losses: each image's gradient is its own loss's gradient.
@@ -307,11 +319,11 @@ class _SearchState:
         self.grid_left = np.zeros(n, np.int64)
         self.queue_image = np.empty(0, np.int64)  # pending grid probes, FIFO
         self.queue_point = np.empty(0, np.int64)
-        # First flipping interval (lo, hi] and the Illinois state of images being refined.
+        # First flipping interval (lo, hi] of images being refined, and a third point (c, the
+        # end replaced last) for inverse quadratic interpolation.
         self.refining = np.zeros(n, bool)
-        self.lo, self.hi = np.zeros(n), np.zeros(n)
-        self.value_lo, self.value_hi = np.zeros(n), np.zeros(n)
-        self.kept = np.zeros(n, np.int8)  # +1: lo was kept last time (hi moved), -1: hi was
+        self.lo, self.hi, self.third = np.zeros(n), np.zeros(n), np.full(n, np.nan)
+        self.value_lo, self.value_hi, self.value_third = np.zeros(n), np.zeros(n), np.zeros(n)
         self.widths = np.zeros((n, GUARD_PROBES + 1))  # bracket widths, oldest first
         self.rounds = np.zeros(n, np.int64)
 
@@ -361,15 +373,16 @@ class _SearchState:
         first = flips.argmax(axis=1)
         later = np.arange(len(self.grid))[None, :] > first[:, None]
         self.non_monotone[image] = (later & ~flips).any(axis=1)
-        below = np.maximum(first - 1, 0)
-        self.lo[image] = np.where(first > 0, self.grid[below], 0.0)
-        self.hi[image] = self.grid[first]
-        self.value_lo[image] = np.where(
-            first > 0, self.grid_margin[image, below], self.clean_margin[image]
-        )
-        self.value_hi[image] = self.grid_margin[image, first]
+        # Points on the path: (0, clean margin), then the grid; index i + 1 is grid point i.
+        eps = np.concatenate([[0.0], self.grid])
+        margin = np.concatenate([self.clean_margin[image, None], self.grid_margin[image]], axis=1)
+        rows = np.arange(len(image))
+        self.lo[image], self.value_lo[image] = eps[first], margin[rows, first]
+        self.hi[image], self.value_hi[image] = eps[first + 1], margin[rows, first + 1]
+        # Third point for the first interpolation: the path point below lo, else the one above hi.
+        third = np.where(first > 0, first - 1, np.minimum(first + 2, len(self.grid)))
+        self.third[image], self.value_third[image] = eps[third], margin[rows, third]
         self.adversarial_label[image] = self.grid_label[image, first]
-        self.kept[image] = 0
         self.widths[image] = np.inf
         self.widths[image, -1] = self.hi[image] - self.lo[image]
         self.refining[image] = True
@@ -378,47 +391,36 @@ class _SearchState:
     # -- refinement --
 
     def refinement_probes(self) -> tuple[np.ndarray, np.ndarray]:
-        """Next probe of every image being refined: Illinois regula falsi, bisection guarded.
-
-        Illinois: when the same end is kept twice in a row, the margin stored at the other end is
-        halved, which stops regula falsi from creeping towards the root from one side. Bisection
-        is used whenever the last GUARD_PROBES probes did not halve the bracket, and every probe
-        is kept tol/2 inside the bracket so that one probe across a well-estimated root closes
-        it.
-        """
+        """Next probe of every image being refined (see ``_next_probe``)."""
         image = np.flatnonzero(self.refining)
-        a, b = self.lo[image], self.hi[image]
-        fa, fb = self.value_lo[image], self.value_hi[image]
-        with np.errstate(divide="ignore", invalid="ignore"):
-            secant = a + (b - a) * fa / (fa - fb)
-        bisect = ~np.isfinite(secant) | (b - a > 0.5 * self.widths[image, 0])
-        candidate = np.where(bisect, 0.5 * (a + b), secant)
-        candidate = _as_float32_exact(np.clip(candidate, a + 0.5 * self.tol, b - 0.5 * self.tol))
-        # float32 rounding may land on an end: fall back to the midpoint, else stop at hi.
-        stuck = (candidate <= a) | (candidate >= b)
-        candidate[stuck] = _as_float32_exact(0.5 * (a + b))[stuck]
-        stuck = (candidate <= a) | (candidate >= b)
+        probe = _next_probe(
+            self.lo[image],
+            self.value_lo[image],
+            self.hi[image],
+            self.value_hi[image],
+            self.third[image],
+            self.value_third[image],
+            halved=self.hi[image] - self.lo[image] <= 0.5 * self.widths[image, 0],
+            tol=self.tol,
+        )
+        # float32 rounding may leave no float strictly inside the bracket: stop at hi.
+        stuck = (probe <= self.lo[image]) | (probe >= self.hi[image])
         self._finish(image[stuck], FLIPPED, self.hi[image[stuck]])
-        return image[~stuck], candidate[~stuck]
+        return image[~stuck], probe[~stuck]
 
     def record_refinement(self, image, eps, margin, label) -> None:
-        """Every flipping probe lowers hi, every other one raises lo."""
+        """Every flipping probe lowers hi, every other one raises lo; the old end becomes c."""
         self.passes[image] += 1
         self.rounds[image] += 1
         if np.any(self.rounds[image] > MAX_REFINEMENT_ROUNDS):
             raise RuntimeError("refinement did not converge; is tol below float32 resolution?")
         flipped = label != self.labels[image]
         up, down = image[flipped], image[~flipped]
-        self.hi[up], self.value_hi[up], self.adversarial_label[up] = (
-            eps[flipped],
-            margin[flipped],
-            label[flipped],
-        )
-        self.value_lo[up] *= np.where(self.kept[up] == 1, 0.5, 1.0)
-        self.kept[up] = 1
+        self.third[up], self.value_third[up] = self.hi[up], self.value_hi[up]
+        self.hi[up], self.value_hi[up] = eps[flipped], margin[flipped]
+        self.adversarial_label[up] = label[flipped]
+        self.third[down], self.value_third[down] = self.lo[down], self.value_lo[down]
         self.lo[down], self.value_lo[down] = eps[~flipped], margin[~flipped]
-        self.value_hi[down] *= np.where(self.kept[down] == -1, 0.5, 1.0)
-        self.kept[down] = -1
         self.widths[image] = np.roll(self.widths[image], -1, axis=1)
         self.widths[image, -1] = self.hi[image] - self.lo[image]
         self._finish_narrow(image)
@@ -460,6 +462,34 @@ class _Reporter:
         if final or done >= self.reported + self.step or done == self.total:
             self.progress(done, self.total)
             self.reported = done
+
+
+def _next_probe(lo, f_lo, hi, f_hi, c, f_c, *, halved, tol) -> np.ndarray:
+    """Next refinement probe inside each bracket (lo, hi), float32-exact, float64 [R].
+
+    f_lo >= 0 >= f_hi are the margins at the ends and (c, f_c) a third point of the path (nan
+    when there is none). The root estimate is inverse quadratic interpolation through the three
+    points where it lands inside the bracket, else the secant of the two ends; bisection where the
+    last GUARD_PROBES probes did not halve the bracket (``halved`` False). An estimate within tol
+    of an end is moved to exactly tol from that end, so that a probe landing across the root closes
+    the bracket at once; a bracket narrower than 2 tol is split in the middle, which closes it.
+    """
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        secant = lo + (hi - lo) * f_lo / (f_lo - f_hi)
+        quadratic = (
+            lo * f_hi * f_c / ((f_lo - f_hi) * (f_lo - f_c))
+            + hi * f_lo * f_c / ((f_hi - f_lo) * (f_hi - f_c))
+            + c * f_lo * f_hi / ((f_c - f_lo) * (f_c - f_hi))
+        )
+    estimate = np.where((quadratic > lo) & (quadratic < hi), quadratic, secant)
+    midpoint = 0.5 * (lo + hi)
+    estimate = np.where(np.isfinite(estimate) & halved, estimate, midpoint)
+    step_up = _float32_at_most(lo + tol)  # closes the bracket if the probe flips
+    step_down = _float32_at_least(hi - tol)  # closes it if the probe does not flip
+    estimate = np.where(estimate - lo < tol, step_up, estimate)
+    estimate = np.where(hi - estimate < tol, step_down, estimate)
+    probe = np.where(hi - lo <= 2 * tol, midpoint, estimate)
+    return _as_float32_exact(probe)
 
 
 def _margin(logits: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -504,6 +534,22 @@ def _checked_grid(grid, eps_max: float) -> np.ndarray:
     if grid.ndim != 1 or np.any(np.diff(grid) <= 0) or grid[0] <= 0 or grid[-1] > eps_max:
         raise ValueError("grid must increase strictly within (0, eps_max]")
     return grid
+
+
+def _float32_at_most(eps: np.ndarray) -> np.ndarray:
+    """The largest float32 not above ``eps``, as float64."""
+    rounded = np.asarray(eps, dtype=np.float32)
+    above = rounded.astype(np.float64) > eps
+    rounded[above] = np.nextafter(rounded[above], np.float32(-np.inf))
+    return rounded.astype(np.float64)
+
+
+def _float32_at_least(eps: np.ndarray) -> np.ndarray:
+    """The smallest float32 not below ``eps``, as float64."""
+    rounded = np.asarray(eps, dtype=np.float32)
+    below = rounded.astype(np.float64) < eps
+    rounded[below] = np.nextafter(rounded[below], np.float32(np.inf))
+    return rounded.astype(np.float64)
 
 
 def _as_float32_exact(eps: np.ndarray) -> np.ndarray:

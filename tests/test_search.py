@@ -42,7 +42,7 @@ def exact_linear_epsilon(weight, bias, images, labels, weights=None):
     logits = x @ weight + bias
     softmax = np.exp(logits - logits.max(axis=1, keepdims=True))
     softmax /= softmax.sum(axis=1, keepdims=True)
-    gradient = (softmax - np.eye(CLASSES)[labels]) @ weight.T  # d CE / dx, [N, PIXELS]
+    gradient = (softmax - np.eye(weight.shape[1])[labels]) @ weight.T  # d CE / dx, [N, PIXELS]
     w = (
         np.ones_like(images)
         if weights is None
@@ -121,6 +121,21 @@ def test_first_narrow_window_is_found_before_a_wider_later_one():
     assert np.all(result.adversarial_label == 1)
     assert np.all(result.epsilon >= window[0] - FLOAT32_SLACK)
     assert np.all(result.epsilon <= window[0] + TOL + FLOAT32_SLACK)
+
+
+@pytest.mark.parametrize("start", [1.1e-4, 3.7e-4, 2.9e-3, 0.021, 0.15])
+def test_every_window_wider_than_the_grid_ratio_is_found(start):
+    """A flip window (a, 1.04 r a), r the grid ratio, holds a grid point wherever it lies."""
+    grid = search.default_grid(eps_max=1.0, tol=TOL)
+    ratio = float(np.max(grid[1:] / grid[:-1]))
+    window = (start, 1.04 * ratio * start)
+    model = window_model(window, later_flip=0.45)  # s(eps) = eps stops at 0.5 (clipping)
+    images = np.full((1, *SHAPE), 0.5, np.float32)
+
+    result = search.minimal_epsilon(model, images, np.zeros(1, np.int64), tol=TOL)
+
+    assert result.status[0] == search.FLIPPED and result.non_monotone[0]
+    assert window[0] - FLOAT32_SLACK <= result.epsilon[0] <= window[0] + TOL + FLOAT32_SLACK
 
 
 def test_a_monotone_path_is_not_marked_non_monotone():
@@ -251,3 +266,60 @@ def test_a_flat_grad_cam_makes_the_object_search_the_uniform_one():
         model, images, labels, weights=weights, eps_max=EPS_MAX, tol=TOL
     )
     np.testing.assert_array_equal(weighted.epsilon, uniform.epsilon)
+
+
+def test_a_straight_margin_is_refined_in_at_most_two_probes():
+    """Two classes, no clipping: m(eps) is a straight line, so the first aim is the root itself.
+
+    That probe lands on one side of the root; the tol step from it lands on the other side and
+    closes the bracket.
+    """
+    _, weight, bias, images, _ = random_linear_problem(11, n=32)
+    two = weight[:, :2], bias[:2]
+    model = linear_model(*two)
+    logits = images.reshape(len(images), -1).astype(np.float64) @ two[0] + two[1]
+    labels = logits.argmax(axis=1)
+    expected, _, _ = exact_linear_epsilon(*two, images, labels)
+    reachable = expected <= EPS_MAX
+    assert reachable.sum() >= 8
+
+    result = search.minimal_epsilon(model, images, labels, eps_max=EPS_MAX, tol=TOL)
+
+    grid_points = len(search.default_grid(eps_max=EPS_MAX, tol=TOL))
+    refinement = result.forward_passes[reachable] - 1 - grid_points
+    assert np.all(refinement <= 2) and np.all(refinement >= 1)
+    found = result.epsilon[reachable]
+    assert np.all(found >= expected[reachable] - FLOAT32_SLACK)
+    assert np.all(found <= expected[reachable] + TOL + FLOAT32_SLACK)
+
+
+def test_next_probe_steps_exactly_tol_from_a_near_end_and_halves_narrow_brackets():
+    lo = np.array([0.01, 0.01, 0.01, 0.01, 0.01])
+    hi = np.array([0.02, 0.02, 0.02, 0.01 + 1.5 * TOL, 0.02])
+    # Straight margins whose roots lie: near lo, near hi, mid-bracket, in a narrow bracket, and
+    # a bracket that has not halved in GUARD_PROBES probes (bisection).
+    roots = np.array([0.01 + 0.2 * TOL, 0.02 - 0.3 * TOL, 0.0137, 0.01 + TOL, 0.0137])
+    f_lo, f_hi = roots - lo, roots - hi
+    nan = np.full(5, np.nan)
+    halved = np.array([True, True, True, True, False])
+
+    probe = search._next_probe(lo, f_lo, hi, f_hi, nan, nan, halved=halved, tol=TOL)
+
+    assert probe[0] <= lo[0] + TOL and probe[0] > lo[0] + TOL - 1e-9  # step up, float32 below
+    assert probe[1] >= hi[1] - TOL and probe[1] < hi[1] - TOL + 1e-9  # step down
+    assert probe[2] == np.float32(0.0137)  # the secant root, float32-exact
+    assert probe[3] == np.float32(0.5 * (lo[3] + hi[3]))  # closes the bracket either way
+    assert probe[4] == np.float32(0.015)  # guarded: bisection
+    assert np.all(probe == probe.astype(np.float32))
+
+
+def test_inverse_quadratic_interpolation_hits_a_quadratic_root():
+    """eps as a quadratic of the margin is interpolated exactly from three points."""
+
+    def eps_of(m):
+        return 0.012 - 0.004 * m + 0.003 * m**2
+
+    f_lo, f_hi, f_c = np.array([0.5]), np.array([-0.4]), np.array([0.9])
+    lo, hi, c = eps_of(f_lo), eps_of(f_hi), eps_of(f_c)
+    probe = search._next_probe(lo, f_lo, hi, f_hi, c, f_c, halved=np.array([True]), tol=TOL)
+    assert probe[0] == np.float32(0.012)
