@@ -484,8 +484,8 @@ def _next_probe(lo, f_lo, hi, f_hi, c, f_c, *, halved, tol) -> np.ndarray:
     estimate = np.where((quadratic > lo) & (quadratic < hi), quadratic, secant)
     midpoint = 0.5 * (lo + hi)
     estimate = np.where(np.isfinite(estimate) & halved, estimate, midpoint)
-    step_up = _float32_at_most(lo + tol)  # closes the bracket if the probe flips
-    step_down = _float32_at_least(hi - tol)  # closes it if the probe does not flip
+    step_up = _float32_on_side(lo + tol, below=True)  # closes the bracket if it flips
+    step_down = _float32_on_side(hi - tol, below=False)  # closes it if it does not flip
     estimate = np.where(estimate - lo < tol, step_up, estimate)
     estimate = np.where(hi - estimate < tol, step_down, estimate)
     probe = np.where(hi - lo <= 2 * tol, midpoint, estimate)
@@ -536,19 +536,12 @@ def _checked_grid(grid, eps_max: float) -> np.ndarray:
     return grid
 
 
-def _float32_at_most(eps: np.ndarray) -> np.ndarray:
-    """The largest float32 not above ``eps``, as float64."""
+def _float32_on_side(eps: np.ndarray, *, below: bool) -> np.ndarray:
+    """The float32 nearest ``eps`` not above it (below=True) or not below it, as float64."""
     rounded = np.asarray(eps, dtype=np.float32)
-    above = rounded.astype(np.float64) > eps
-    rounded[above] = np.nextafter(rounded[above], np.float32(-np.inf))
-    return rounded.astype(np.float64)
-
-
-def _float32_at_least(eps: np.ndarray) -> np.ndarray:
-    """The smallest float32 not below ``eps``, as float64."""
-    rounded = np.asarray(eps, dtype=np.float32)
-    below = rounded.astype(np.float64) < eps
-    rounded[below] = np.nextafter(rounded[below], np.float32(np.inf))
+    exact = rounded.astype(np.float64)
+    wrong = exact > eps if below else exact < eps
+    rounded[wrong] = np.nextafter(rounded[wrong], np.float32(-np.inf if below else np.inf))
     return rounded.astype(np.float64)
 
 
