@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed")
+from selenium.common.exceptions import ElementClickInterceptedException  # noqa: E402
 from selenium.webdriver.chrome.service import Service  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
@@ -95,13 +96,15 @@ def test_report_loads_and_every_result_renders(report_html, browser, tmp_path):
     for category, subcategories in sorted(categories.items()):
         for subcategory, paths in sorted(subcategories.items()):
             open_report(browser, report_html)
-            browser.find_element(By.LINK_TEXT, category).click()
+            click_when_settled(browser, lambda d, c=category: d.find_element(By.LINK_TEXT, c))
             if not eye_buttons(browser):
-                browser.find_element(By.LINK_TEXT, subcategory).click()
+                click_when_settled(
+                    browser, lambda d, s=subcategory: d.find_element(By.LINK_TEXT, s)
+                )
             count = len(paths)
             WebDriverWait(browser, WAIT_S).until(lambda d, n=count: len(eye_buttons(d)) == n)
             for index in range(len(paths)):
-                eye_buttons(browser)[index].click()
+                click_when_settled(browser, lambda d, i=index: eye_buttons(d)[i])
                 seen.append(shown_result(browser, [p for p in paths if p not in seen]))
                 if seen[-1].endswith(".png") and not figure_shot.exists():
                     browser.save_screenshot(str(figure_shot))
@@ -112,6 +115,24 @@ def test_report_loads_and_every_result_renders(report_html, browser, tmp_path):
     assert not problems, f"SEVERE console messages: {problems}"
     assert sorted(seen) == sorted(expected)
     assert home.stat().st_size > 0 and shot.stat().st_size > 0
+
+
+def click_when_settled(driver, find) -> None:
+    """Click the element ``find(driver)`` returns, as a user would, once nothing covers it.
+
+    The report's menu slides in with a CSS transition; while it moves, a neighbouring link can
+    sit over the target and take the click. Retrying a real click (not a script click) until the
+    menu has settled keeps the test honest about what a user can reach.
+    """
+
+    def clicked(d) -> bool:
+        try:
+            find(d).click()
+        except ElementClickInterceptedException:
+            return False
+        return True
+
+    WebDriverWait(driver, WAIT_S, poll_frequency=0.2).until(clicked)
 
 
 def eye_buttons(driver):
