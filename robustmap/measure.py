@@ -1,4 +1,4 @@
-"""One shard's measurements: its heatmaps, and its three minimal-epsilon searches.
+"""One shard's measurements: its heatmaps, and its minimal-epsilon searches.
 
 This module joins the pure measuring functions (``heatmaps``, ``search``) to the workflow's
 tables: it names rows by ``image_id`` and turns results into Parquet-ready frames.
@@ -67,27 +67,33 @@ def search_weights(
     raise ValueError(f"unknown search kind {kind!r}: expected uniform, object or background")
 
 
-def search_table(
+def search_tables(
     model: keras.Model,
     image_ids: np.ndarray,
     images: np.ndarray,
     labels: np.ndarray,
     *,
-    kind: str,
-    weights: np.ndarray | None,
+    weights: dict[str, np.ndarray | None],
     eps_max: float,
     tol: float,
     batch_size: int,
-) -> pd.DataFrame:
-    """Minimal epsilon of every image of a shard for one search kind, logged per batch."""
+) -> dict[str, pd.DataFrame]:
+    """Minimal epsilon of every image of a shard for each search kind, logged per batch.
+
+    ``weights`` maps each kind to its weights (``search_weights``); the kinds share every
+    image's clean pass and fill the same model calls (``search.minimal_epsilons``).
+    """
     started = time.perf_counter()
-    LOG.info("%s search: 0/%d images", kind, len(images))
+    kinds, total = ", ".join(weights), len(weights) * len(images)
+    LOG.info("%s search: 0/%d (image, kind) pairs", kinds, total)
 
     def report(done: int, total: int) -> None:
         elapsed = max(time.perf_counter() - started, 1e-9)
-        LOG.info("%s search: %d/%d images (%.2f img/s)", kind, done, total, done / elapsed)
+        LOG.info(
+            "%s search: %d/%d (image, kind) pairs (%.2f/s)", kinds, done, total, done / elapsed
+        )
 
-    result = search.minimal_epsilon(
+    results = search.minimal_epsilons(
         model,
         images,
         labels,
@@ -97,6 +103,10 @@ def search_table(
         batch_size=batch_size,
         progress=report,
     )
+    return {kind: _search_frame(kind, image_ids, result) for kind, result in results.items()}
+
+
+def _search_frame(kind: str, image_ids: np.ndarray, result: search.SearchResult) -> pd.DataFrame:
     frame = result.to_frame()
     frame.insert(0, "search", kind)
     frame.insert(0, "image_id", image_ids)

@@ -43,7 +43,10 @@ spacing that lie wholly between two non-flipping grid points cannot be seen by a
 Scheduling: gradients are taken ``batch_size`` images at a time; probes from all images in flight
 (grid points of newly admitted images, and the one pending refinement probe of every image being
 refined) are evaluated together, ``batch_size`` per model call, so calls stay full. There is no
-Python loop over images: every step is vectorised over the images in flight.
+Python loop over images: every step is vectorised over the images in flight. Searches of the
+same images that differ only in their weights (``minimal_epsilons``: the workflow's uniform,
+object and background searches) share each image's clean pass, since the gradient does not depend
+on the weights, and their probes fill the same model calls.
 
 Every probe epsilon is rounded to float32 on the host (the value the model really sees; the
 probe x(eps) is built on the host exactly as :func:`perturb` builds it), and each image's sequence
@@ -68,7 +71,7 @@ in one call), then one per grid point and one per refinement probe.
 from __future__ import annotations
 
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import keras
@@ -184,37 +187,78 @@ def minimal_epsilon(
     memory is about twice that of ``images``. ``progress(images_done, total)`` is called each
     time another ``batch_size`` images are finished, and at the end.
     """
+    (result,) = minimal_epsilons(
+        model,
+        images,
+        labels,
+        weights={"search": weights},
+        eps_max=eps_max,
+        tol=tol,
+        batch_size=batch_size,
+        grid=grid,
+        progress=progress,
+    ).values()
+    return result
+
+
+def minimal_epsilons(
+    model: keras.Model,
+    images: np.ndarray,
+    labels: np.ndarray,
+    *,
+    weights: Mapping[str, np.ndarray | None],
+    eps_max: float = 1.0,
+    tol: float = 1e-5,
+    batch_size: int = 64,
+    grid: np.ndarray | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> dict[str, SearchResult]:
+    """Several searches of the same images that differ only in their weights, run together.
+
+    ``weights`` maps a search name to its weights (as in :func:`minimal_epsilon`; None for 1),
+    e.g. ``{"uniform": None, "object": w, "background": 1 - w}``; the result maps each name to
+    its :class:`SearchResult`. The gradient g does not depend on the weights, so each image gets
+    ONE clean pass (logits and gradient) that all its searches share, and the probes of all
+    searches fill the same model calls. Each result is bit-identical to :func:`minimal_epsilon`
+    with that search's weights alone (an image's probes depend only on its own logits).
+    ``forward_passes`` counts the shared clean pass in every search, as each would cost alone;
+    the model evaluates N clean passes plus ``sum(forward_passes - 1)`` probes over all searches.
+    Memory: the images plus one direction per image and search. ``progress(done, total)``
+    counts (image, search) pairs.
+    """
     images, labels = _checked_inputs(images, labels)
+    if not weights:
+        raise ValueError("weights must name at least one search")
     if not (tol > 0.0 and eps_max > 0.0):
         raise ValueError("tol and eps_max must be positive")
     grid = default_grid(eps_max=eps_max, tol=tol) if grid is None else _checked_grid(grid, eps_max)
     compiled = _compiled(model, images.shape[1:], batch_size)
-    state = _SearchState(images, labels, weights, grid, tol)
-    reporter = _Reporter(progress, len(images), batch_size)
+    state = _SearchState(images, labels, list(weights.values()), grid, tol)
+    reporter = _Reporter(progress, state.size, batch_size)
     admitted = 0
     while True:
-        refine_image, refine_eps = state.refinement_probes()
+        refine_row, refine_eps = state.refinement_probes()
         # Fill every model call: top the refinement probes up with grid probes of later images.
-        wanted = -len(refine_image) % compiled.rows if len(refine_image) else compiled.rows
+        wanted = -len(refine_row) % compiled.rows if len(refine_row) else compiled.rows
         while state.pending_grid() < wanted and admitted < len(images):
             batch = np.arange(admitted, min(admitted + batch_size, len(images)))
             state.admit(batch, *compiled.logits_and_gradient(images[batch], labels[batch]))
             admitted = batch[-1] + 1
-        grid_image, grid_point = state.take_grid_probes(wanted)
-        probe_image = np.concatenate([refine_image, grid_image])
-        if len(probe_image) == 0:
+        grid_row, grid_point = state.take_grid_probes(wanted)
+        probe_row = np.concatenate([refine_row, grid_row])
+        if len(probe_row) == 0:
             break
         probe_eps = np.concatenate([refine_eps, grid[grid_point]])
         logits = compiled.logits(
-            perturb(images[probe_image], state.direction[probe_image], probe_eps)
+            perturb(images[state.image[probe_row]], state.direction[probe_row], probe_eps)
         )
-        margin, label = _margin(logits, labels[probe_image])
-        split = len(refine_image)
-        state.record_refinement(refine_image, refine_eps, margin[:split], label[:split])
-        state.record_grid(grid_image, grid_point, margin[split:], label[split:])
+        margin, label = _margin(logits, state.labels[probe_row])
+        split = len(refine_row)
+        state.record_refinement(refine_row, refine_eps, margin[:split], label[:split])
+        state.record_grid(grid_row, grid_point, margin[split:], label[split:])
         reporter.update(state.finished_count())
-    reporter.update(len(images), final=True)
-    return state.result()
+    reporter.update(state.size, final=True)
+    return dict(zip(weights, state.results(), strict=True))
 
 
 _COMPILED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
@@ -297,16 +341,21 @@ class _Compiled:
 
 
 class _SearchState:
-    """Per-image search state over all N images; every method is vectorised over images.
+    """State of S searches over N images: one row per (search, image), row = search * N + image.
 
-    Life of an image: admitted (clean pass: status, direction) -> its GRID probes queued and
-    recorded -> first flipping interval -> refinement probes, one per model call -> finished.
+    Every method is vectorised over rows. Life of a row: admitted (the image's clean pass:
+    status, direction) -> its GRID probes queued and recorded -> first flipping interval ->
+    refinement probes, one per model call -> finished.
     """
 
     def __init__(self, images, labels, weights, grid, tol) -> None:
-        n, k = len(images), len(grid)
-        self.labels, self.weights, self.grid, self.tol = labels, weights, grid, tol
-        self.direction = np.zeros_like(images)
+        searches, k = len(weights), len(grid)
+        self.images_count = len(images)
+        n = self.size = searches * len(images)
+        self.image = np.tile(np.arange(len(images)), searches)  # the image of each row
+        self.labels = np.tile(labels, searches)
+        self.weights, self.grid, self.tol = weights, grid, tol
+        self.direction = np.zeros((n, *images.shape[1:]), np.float32)
         self.epsilon = np.full(n, np.inf)
         self.adversarial_label = np.full(n, -1, np.int64)
         self.passes = np.zeros(n, np.int64)
@@ -317,9 +366,9 @@ class _SearchState:
         self.grid_margin = np.zeros((n, k))
         self.grid_label = np.zeros((n, k), np.int64)
         self.grid_left = np.zeros(n, np.int64)
-        self.queue_image = np.empty(0, np.int64)  # pending grid probes, FIFO
+        self.queue_row = np.empty(0, np.int64)  # pending grid probes, FIFO
         self.queue_point = np.empty(0, np.int64)
-        # First flipping interval (lo, hi] of images being refined, and a third point (c, the
+        # First flipping interval (lo, hi] of rows being refined, and a third point (c, the
         # end replaced last) for inverse quadratic interpolation.
         self.refining = np.zeros(n, bool)
         self.lo, self.hi, self.third = np.zeros(n), np.zeros(n), np.full(n, np.nan)
@@ -330,128 +379,131 @@ class _SearchState:
     # -- admission and the grid scan --
 
     def admit(self, batch: np.ndarray, logits: np.ndarray, gradient: np.ndarray) -> None:
-        """Clean pass of ``batch``: statuses, directions, and the grid probes to queue."""
-        w = _weights_slice(self.weights, batch[0], batch[-1] + 1)
-        direction = _direction(gradient, w)
-        self.direction[batch] = direction
-        self.passes[batch] = 1
-        self.clean_margin[batch], clean_label = _margin(logits, self.labels[batch])
-        misclassified = clean_label != self.labels[batch]
-        zero = ~misclassified & ~direction.reshape(len(batch), -1).any(axis=1)
-        self._finish(batch[misclassified], MISCLASSIFIED_AT_START, np.nan)
-        self._finish(batch[zero], ZERO_GRADIENT, np.inf)
-        searched = batch[~misclassified & ~zero]
+        """The clean pass of images ``batch``, shared by their rows in every search: statuses,
+        directions, and the grid probes to queue."""
+        per_search = [
+            _direction(gradient, _weights_slice(w, batch[0], batch[-1] + 1)) for w in self.weights
+        ]
+        rows = (np.arange(len(self.weights))[:, None] * self.images_count + batch).ravel()
+        logits = np.tile(logits, (len(self.weights), 1))
+        direction = self.direction[rows] = np.concatenate(per_search)
+        self.passes[rows] = 1
+        self.clean_margin[rows], clean_label = _margin(logits, self.labels[rows])
+        misclassified = clean_label != self.labels[rows]
+        zero = ~misclassified & ~direction.reshape(len(rows), -1).any(axis=1)
+        self._finish(rows[misclassified], MISCLASSIFIED_AT_START, np.nan)
+        self._finish(rows[zero], ZERO_GRADIENT, np.inf)
+        searched = rows[~misclassified & ~zero]
         self.grid_left[searched] = len(self.grid)
         points = np.arange(len(self.grid))
-        self.queue_image = np.concatenate([self.queue_image, np.repeat(searched, len(points))])
+        self.queue_row = np.concatenate([self.queue_row, np.repeat(searched, len(points))])
         self.queue_point = np.concatenate([self.queue_point, np.tile(points, len(searched))])
 
     def pending_grid(self) -> int:
-        return len(self.queue_image)
+        return len(self.queue_row)
 
     def take_grid_probes(self, count: int) -> tuple[np.ndarray, np.ndarray]:
-        """The next ``count`` queued grid probes: image indices and grid point indices."""
-        image, point = self.queue_image[:count], self.queue_point[:count]
-        self.queue_image, self.queue_point = self.queue_image[count:], self.queue_point[count:]
-        return image, point
+        """The next ``count`` queued grid probes: row indices and grid point indices."""
+        row, point = self.queue_row[:count], self.queue_point[:count]
+        self.queue_row, self.queue_point = self.queue_row[count:], self.queue_point[count:]
+        return row, point
 
-    def record_grid(self, image, point, margin, label) -> None:
-        """Store grid results; an image whose grid is complete gets its first flipping interval."""
-        self.grid_margin[image, point] = margin
-        self.grid_label[image, point] = label
-        np.add.at(self.passes, image, 1)  # an image may have several grid probes in one call
-        np.subtract.at(self.grid_left, image, 1)
-        complete = np.unique(image[self.grid_left[image] == 0])
+    def record_grid(self, row, point, margin, label) -> None:
+        """Store grid results; a row whose grid is complete gets its first flipping interval."""
+        self.grid_margin[row, point] = margin
+        self.grid_label[row, point] = label
+        np.add.at(self.passes, row, 1)  # a row may have several grid probes in one call
+        np.subtract.at(self.grid_left, row, 1)
+        complete = np.unique(row[self.grid_left[row] == 0])
         if len(complete):
             self._bracket(complete)
 
-    def _bracket(self, image: np.ndarray) -> None:
-        flips = self.grid_label[image] != self.labels[image][:, None]
+    def _bracket(self, row: np.ndarray) -> None:
+        flips = self.grid_label[row] != self.labels[row][:, None]
         has_flip = flips.any(axis=1)
-        self._finish(image[~has_flip], NOT_FLIPPED, np.inf)
-        image, flips = image[has_flip], flips[has_flip]
+        self._finish(row[~has_flip], NOT_FLIPPED, np.inf)
+        row, flips = row[has_flip], flips[has_flip]
         first = flips.argmax(axis=1)
         later = np.arange(len(self.grid))[None, :] > first[:, None]
-        self.non_monotone[image] = (later & ~flips).any(axis=1)
+        self.non_monotone[row] = (later & ~flips).any(axis=1)
         # Points on the path: (0, clean margin), then the grid; index i + 1 is grid point i.
         eps = np.concatenate([[0.0], self.grid])
-        margin = np.concatenate([self.clean_margin[image, None], self.grid_margin[image]], axis=1)
-        rows = np.arange(len(image))
-        self.lo[image], self.value_lo[image] = eps[first], margin[rows, first]
-        self.hi[image], self.value_hi[image] = eps[first + 1], margin[rows, first + 1]
+        margin = np.concatenate([self.clean_margin[row, None], self.grid_margin[row]], axis=1)
+        index = np.arange(len(row))
+        self.lo[row], self.value_lo[row] = eps[first], margin[index, first]
+        self.hi[row], self.value_hi[row] = eps[first + 1], margin[index, first + 1]
         # Third point for the first interpolation: the path point below lo, else the one above hi.
         third = np.where(first > 0, first - 1, np.minimum(first + 2, len(self.grid)))
-        self.third[image], self.value_third[image] = eps[third], margin[rows, third]
-        self.adversarial_label[image] = self.grid_label[image, first]
-        self.widths[image] = np.inf
-        self.widths[image, -1] = self.hi[image] - self.lo[image]
-        self.refining[image] = True
-        self._finish_narrow(image)
+        self.third[row], self.value_third[row] = eps[third], margin[index, third]
+        self.adversarial_label[row] = self.grid_label[row, first]
+        self.widths[row] = np.inf
+        self.widths[row, -1] = self.hi[row] - self.lo[row]
+        self.refining[row] = True
+        self._finish_narrow(row)
 
     # -- refinement --
 
     def refinement_probes(self) -> tuple[np.ndarray, np.ndarray]:
-        """Next probe of every image being refined (see ``_next_probe``)."""
-        image = np.flatnonzero(self.refining)
+        """Next probe of every row being refined (see ``_next_probe``)."""
+        row = np.flatnonzero(self.refining)
         probe = _next_probe(
-            self.lo[image],
-            self.value_lo[image],
-            self.hi[image],
-            self.value_hi[image],
-            self.third[image],
-            self.value_third[image],
-            halved=self.hi[image] - self.lo[image] <= 0.5 * self.widths[image, 0],
+            self.lo[row],
+            self.value_lo[row],
+            self.hi[row],
+            self.value_hi[row],
+            self.third[row],
+            self.value_third[row],
+            halved=self.hi[row] - self.lo[row] <= 0.5 * self.widths[row, 0],
             tol=self.tol,
         )
         # float32 rounding may leave no float strictly inside the bracket: stop at hi.
-        stuck = (probe <= self.lo[image]) | (probe >= self.hi[image])
-        self._finish(image[stuck], FLIPPED, self.hi[image[stuck]])
-        return image[~stuck], probe[~stuck]
+        stuck = (probe <= self.lo[row]) | (probe >= self.hi[row])
+        self._finish(row[stuck], FLIPPED, self.hi[row[stuck]])
+        return row[~stuck], probe[~stuck]
 
-    def record_refinement(self, image, eps, margin, label) -> None:
+    def record_refinement(self, row, eps, margin, label) -> None:
         """Every flipping probe lowers hi, every other one raises lo; the old end becomes c."""
-        self.passes[image] += 1
-        self.rounds[image] += 1
-        if np.any(self.rounds[image] > MAX_REFINEMENT_ROUNDS):
+        self.passes[row] += 1
+        self.rounds[row] += 1
+        if np.any(self.rounds[row] > MAX_REFINEMENT_ROUNDS):
             raise RuntimeError("refinement did not converge; is tol below float32 resolution?")
-        flipped = label != self.labels[image]
-        up, down = image[flipped], image[~flipped]
+        flipped = label != self.labels[row]
+        up, down = row[flipped], row[~flipped]
         self.third[up], self.value_third[up] = self.hi[up], self.value_hi[up]
         self.hi[up], self.value_hi[up] = eps[flipped], margin[flipped]
         self.adversarial_label[up] = label[flipped]
         self.third[down], self.value_third[down] = self.lo[down], self.value_lo[down]
         self.lo[down], self.value_lo[down] = eps[~flipped], margin[~flipped]
-        self.widths[image] = np.roll(self.widths[image], -1, axis=1)
-        self.widths[image, -1] = self.hi[image] - self.lo[image]
-        self._finish_narrow(image)
+        self.widths[row] = np.roll(self.widths[row], -1, axis=1)
+        self.widths[row, -1] = self.hi[row] - self.lo[row]
+        self._finish_narrow(row)
 
-    def _finish_narrow(self, image: np.ndarray) -> None:
-        narrow = image[self.hi[image] - self.lo[image] <= self.tol]
+    def _finish_narrow(self, row: np.ndarray) -> None:
+        narrow = row[self.hi[row] - self.lo[row] <= self.tol]
         self._finish(narrow, FLIPPED, self.hi[narrow])
 
     # -- bookkeeping --
 
-    def _finish(self, image: np.ndarray, status: str, epsilon) -> None:
-        self.status[image] = status
-        self.epsilon[image] = epsilon
-        self.finished[image] = True
-        self.refining[image] = False
+    def _finish(self, row: np.ndarray, status: str, epsilon) -> None:
+        self.status[row] = status
+        self.epsilon[row] = epsilon
+        self.finished[row] = True
+        self.refining[row] = False
 
     def finished_count(self) -> int:
         return int(self.finished.sum())
 
-    def result(self) -> SearchResult:
-        return SearchResult(
-            self.epsilon,
-            np.where(self.status == FLIPPED, self.adversarial_label, -1).astype(np.int64),
-            self.passes,
-            self.status.astype(str),
-            self.non_monotone,
-        )
+    def results(self) -> list[SearchResult]:
+        """One result per search, in the order of the weights."""
+        searches = len(self.weights)
+        label = np.where(self.status == FLIPPED, self.adversarial_label, -1).astype(np.int64)
+        fields = (self.epsilon, label, self.passes, self.status.astype(str), self.non_monotone)
+        parts = [np.split(field, searches) for field in fields]
+        return [SearchResult(*(part[search] for part in parts)) for search in range(searches)]
 
 
 class _Reporter:
-    """Calls progress(done, total) each time another ``step`` images are finished."""
+    """Calls progress(done, total) each time another ``step`` rows (images) are finished."""
 
     def __init__(self, progress, total: int, step: int) -> None:
         self.progress, self.total, self.step, self.reported = progress, total, step, 0

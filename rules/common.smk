@@ -35,12 +35,14 @@ def dataset_recipe():
     return canonical(recipe)
 
 
-def search_settings(wildcards):
-    """What one search job's result depends on: weighted kinds add the object-mask settings,
-    so editing the mask reruns the object and background searches but not the uniform one.
+def search_settings():
+    """What the search jobs' results depend on; weighted kinds add the object-mask settings.
+
+    One job runs all kinds of a shard (they share each image's clean pass), so editing the mask
+    reruns the uniform search too; its results come out byte-identical.
     """
     settings = {key: config["search"][key] for key in ("eps_max", "tol", "batch_size")}
-    if wildcards.kind != "uniform":
+    if WEIGHTED_KINDS:
         settings.update(
             {key: config["heatmaps"][key] for key in ("object_mask", "threshold")}
         )
@@ -98,12 +100,12 @@ def all_targets():
 
 
 def search_inputs(wildcards):
-    """Weighted searches need the shard's Grad-CAM; the uniform search does not wait for it."""
+    """Weighted searches need the shard's Grad-CAM; a uniform-only run does not wait for it."""
     inputs = {
         "manifest": rules.dataset.output.manifest,
         "labels": rules.labels.output.table,
         "shards": checkpoints.shards.get(model=wildcards.model).output.table,
     }
-    if wildcards.kind != "uniform":
+    if WEIGHTED_KINDS:
         inputs["heatmaps"] = f"results/{wildcards.model}/heatmaps/{wildcards.shard}.npz"
     return inputs

@@ -2,16 +2,19 @@ rule search:
     input:
         unpack(search_inputs),
     output:
-        table="results/{model}/search/{kind}/{shard}.parquet",
+        tables=expand(
+            "results/{{model}}/search/{kind}/{{shard}}.parquet", kind=SEARCH_KINDS
+        ),
     log:
-        "logs/{model}/search/{kind}/{shard}.log",
+        "logs/{model}/search/{shard}.log",
     conda:
         "../envs/robustmap.yaml"
     resources:
         gpu=1,
     params:
         model=model_options,
-        settings=search_settings,
+        kinds=SEARCH_KINDS,
+        settings=search_settings(),
         image_size=config["dataset"]["image_size"],
     script:
         "../scripts/search.py"

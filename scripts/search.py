@@ -1,4 +1,4 @@
-"""Rule search: minimal FGSM epsilon of every image of one shard, for one search kind."""
+"""Rule search: minimal FGSM epsilon of every image of one shard, for every search kind."""
 
 from robustmap import measure, models, runtime, shards, tables
 
@@ -14,21 +14,21 @@ image_ids, images, labels = shards.load_shard(
 )
 cam = tables.read_npz(sm.input.heatmaps)["gradcam"] if "heatmaps" in sm.input.keys() else None
 options = sm.params.settings
-weights = measure.search_weights(
-    sm.wildcards.kind,
-    cam,
-    object_mask=options.get("object_mask"),
-    threshold=options.get("threshold"),
-)
-frame = measure.search_table(
+weights = {
+    kind: measure.search_weights(
+        kind, cam, object_mask=options.get("object_mask"), threshold=options.get("threshold")
+    )
+    for kind in sm.params.kinds
+}
+frames = measure.search_tables(
     model,
     image_ids,
     images,
     labels,
-    kind=sm.wildcards.kind,
     weights=weights,
     eps_max=options["eps_max"],
     tol=options["tol"],
     batch_size=options["batch_size"],
 )
-tables.write_parquet(sm.output.table, frame)
+for kind, path in zip(sm.params.kinds, sm.output.tables, strict=True):
+    tables.write_parquet(path, frames[kind])

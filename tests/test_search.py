@@ -323,3 +323,59 @@ def test_inverse_quadratic_interpolation_hits_a_quadratic_root():
     lo, hi, c = eps_of(f_lo), eps_of(f_hi), eps_of(f_c)
     probe = search._next_probe(lo, f_lo, hi, f_hi, c, f_c, halved=np.array([True]), tol=TOL)
     assert probe[0] == np.float32(0.012)
+
+
+def test_searches_run_together_equal_each_search_run_alone():
+    """minimal_epsilons shares the clean pass and the model calls; nothing else may change."""
+    model = small_conv_model()
+    _, _, _, images, _ = random_linear_problem(10, n=11)
+    labels = model.predict(images, verbose=0).argmax(axis=1)
+    labels[3] = (labels[3] + 1) % CLASSES  # misclassified at start, in every search
+    rng = np.random.default_rng(11)
+    object_w = rng.uniform(0.0, 1.0, images.shape[:3]).astype(np.float32)
+    object_w[5] = 0.0  # zero gradient in the object search only
+    weights = {"uniform": None, "object": object_w, "background": 1.0 - object_w}
+
+    together = search.minimal_epsilons(
+        model, images, labels, weights=weights, eps_max=1.0, tol=TOL, batch_size=4
+    )
+
+    assert list(together) == ["uniform", "object", "background"]
+    for name, w in weights.items():
+        alone = search.minimal_epsilon(
+            model, images, labels, weights=w, eps_max=1.0, tol=TOL, batch_size=4
+        )
+        for field in ("epsilon", "adversarial_label", "forward_passes", "status", "non_monotone"):
+            np.testing.assert_array_equal(getattr(together[name], field), getattr(alone, field))
+    assert together["object"].status[5] == search.ZERO_GRADIENT
+    assert together["uniform"].status[5] != search.ZERO_GRADIENT
+    assert all(result.status[3] == search.MISCLASSIFIED_AT_START for result in together.values())
+    assert sum(np.sum(r.status == search.FLIPPED) for r in together.values()) >= 15
+
+
+def test_searches_run_together_take_one_clean_pass_per_image(monkeypatch):
+    model, _, _, images, labels = random_linear_problem(12, n=9)
+    compiled = search._compiled(model, images.shape[1:], 4)
+    cleaned = []
+    original = compiled.logits_and_gradient
+
+    def counted(x, y):
+        cleaned.append(len(x))
+        return original(x, y)
+
+    monkeypatch.setattr(compiled, "logits_and_gradient", counted)
+    progress = []
+    results = search.minimal_epsilons(
+        model,
+        images,
+        labels,
+        weights={"a": None, "b": np.full(images.shape[:3], 0.5)},
+        eps_max=EPS_MAX,
+        batch_size=4,
+        progress=lambda *a: progress.append(a),
+    )
+    assert sum(cleaned) == len(images)
+    assert progress[-1] == (2 * len(images), 2 * len(images))
+    assert all(np.all(r.forward_passes >= 1) for r in results.values())
+    with pytest.raises(ValueError, match="at least one search"):
+        search.minimal_epsilons(model, images, labels, weights={})

@@ -89,7 +89,7 @@ def test_adding_a_model_runs_only_the_new_model(workflow_run, tmp_path):
 
 
 def search_started(workdir: Path) -> bool:
-    logs = workdir.glob("logs/lite0/search/*/*.log")
+    logs = workdir.glob("logs/lite0/search/*.log")
     return any("search: 0/" in log.read_text(errors="replace") for log in logs)
 
 
