@@ -84,8 +84,8 @@ def search_tables(
     image's clean pass and fill the same model calls (``search.minimal_epsilons``).
     """
     started = time.perf_counter()
-    kinds, total = ", ".join(weights), len(weights) * len(images)
-    LOG.info("%s search: 0/%d (image, kind) pairs", kinds, total)
+    kinds = ", ".join(weights)
+    LOG.info("%s search: 0/%d (image, kind) pairs", kinds, len(weights) * len(images))
 
     def report(done: int, total: int) -> None:
         elapsed = max(time.perf_counter() - started, 1e-9)

@@ -384,12 +384,14 @@ class _SearchState:
         per_search = [
             _direction(gradient, _weights_slice(w, batch[0], batch[-1] + 1)) for w in self.weights
         ]
-        rows = (np.arange(len(self.weights))[:, None] * self.images_count + batch).ravel()
-        logits = np.tile(logits, (len(self.weights), 1))
+        searches = len(self.weights)
+        rows = (np.arange(searches)[:, None] * self.images_count + batch).ravel()
         direction = self.direction[rows] = np.concatenate(per_search)
         self.passes[rows] = 1
-        self.clean_margin[rows], clean_label = _margin(logits, self.labels[rows])
-        misclassified = clean_label != self.labels[rows]
+        # Rows < N are the images themselves: the margin is the image's, whatever the search.
+        margin, clean_label = _margin(logits, self.labels[batch])
+        self.clean_margin[rows] = np.tile(margin, searches)
+        misclassified = np.tile(clean_label != self.labels[batch], searches)
         zero = ~misclassified & ~direction.reshape(len(rows), -1).any(axis=1)
         self._finish(rows[misclassified], MISCLASSIFIED_AT_START, np.nan)
         self._finish(rows[zero], ZERO_GRADIENT, np.inf)

@@ -14,7 +14,6 @@ WEIGHTED_KINDS = [kind for kind in SEARCH_KINDS if kind != "uniform"]
 
 wildcard_constraints:
     model="|".join(MODELS),
-    kind="uniform|object|background",
     shard=r"\d\d\d+",
 
 
