@@ -220,10 +220,9 @@ def workflow_job(model, images, labels, args, plain_forward) -> None:
     cam = heatmaps.gradcam(
         model, images, labels, layer=models.gradcam_layer(model), batch_size=args.batch_size
     )
-    weights = {
-        kind: measure.search_weights(kind, cam, object_mask="soft", threshold="otsu")
-        for kind in ("uniform", "object", "background")
-    }
+    weights = measure.search_weights_by_kind(
+        ("uniform", "object", "background"), cam, object_mask="soft", threshold="otsu"
+    )
     options = {"tol": 1e-5, "batch_size": args.batch_size}
 
     def together():

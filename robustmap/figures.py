@@ -533,10 +533,9 @@ def model_panel(
         for kind in kinds
     }
     cam = heatmaps["gradcam"]
-    weights = {
-        kind: measure.search_weights(kind, cam, object_mask=object_mask, threshold=threshold)
-        for kind in kinds
-    }
+    weights = measure.search_weights_by_kind(
+        kinds, cam, object_mask=object_mask, threshold=threshold
+    )
     adversarial = adversarial_examples(
         model, images, labels, weights=weights, epsilons=by_kind, eps_max=eps_max
     )

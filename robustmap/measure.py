@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 
 import keras
 import numpy as np
@@ -55,11 +56,30 @@ def search_weights(
     kind: str, cam: np.ndarray | None, *, object_mask: str | None, threshold: str | None
 ) -> np.ndarray | None:
     """Per-pixel weights of a search kind: none (uniform), Grad-CAM object, or its complement."""
+    return search_weights_by_kind([kind], cam, object_mask=object_mask, threshold=threshold)[kind]
+
+
+def search_weights_by_kind(
+    kinds: Sequence[str],
+    cam: np.ndarray | None,
+    *,
+    object_mask: str | None,
+    threshold: str | None,
+) -> dict[str, np.ndarray | None]:
+    """``search_weights`` of each kind; the object and background searches share one object mask,
+    computed once."""
+    object_w = None
+    if any(kind != "uniform" for kind in kinds):
+        if cam is None:
+            weighted = next(kind for kind in kinds if kind != "uniform")
+            raise ValueError(f"the {weighted} search needs the shard's Grad-CAM")
+        object_w = heatmaps.object_weights(cam, mode=object_mask, threshold=threshold)
+    return {kind: _weights_from_object(kind, object_w) for kind in kinds}
+
+
+def _weights_from_object(kind: str, object_w: np.ndarray | None) -> np.ndarray | None:
     if kind == "uniform":
         return None
-    if cam is None:
-        raise ValueError(f"the {kind} search needs the shard's Grad-CAM")
-    object_w = heatmaps.object_weights(cam, mode=object_mask, threshold=threshold)
     if kind == "object":
         return object_w
     if kind == "background":
@@ -80,7 +100,7 @@ def search_tables(
 ) -> dict[str, pd.DataFrame]:
     """Minimal epsilon of every image of a shard for each search kind, logged per batch.
 
-    ``weights`` maps each kind to its weights (``search_weights``); the kinds share every
+    ``weights`` maps each kind to its weights (``search_weights_by_kind``); the kinds share every
     image's clean pass and fill the same model calls (``search.minimal_epsilons``).
     """
     started = time.perf_counter()

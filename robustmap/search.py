@@ -28,7 +28,8 @@ flipping window. The search therefore
    point, where the clean image is correctly classified) to ``tol`` on the logit margin
    m(eps) = z_y - max_{k != y} z_k. Each probe aims at the root estimated by inverse quadratic
    interpolation through the two ends and a third path point (the end replaced last; at first the
-   grid point below lo, or the clean image), falling back to the secant of the ends, and to
+   path point below lo, a grid point or the clean image, or the grid point above hi when lo is
+   the clean image), falling back to the secant of the ends, and to
    bisection whenever the last ``GUARD_PROBES`` = 3 probes failed to halve the bracket. An aim
    within ``tol`` of an end is moved to exactly ``tol`` from it ("tol step"), so a probe that
    lands across the root closes the bracket at once: refinement typically costs two probes (one

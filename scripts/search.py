@@ -14,12 +14,12 @@ image_ids, images, labels = shards.load_shard(
 )
 cam = tables.read_npz(sm.input.heatmaps)["gradcam"] if "heatmaps" in sm.input.keys() else None
 options = sm.params.settings
-weights = {
-    kind: measure.search_weights(
-        kind, cam, object_mask=options.get("object_mask"), threshold=options.get("threshold")
-    )
-    for kind in sm.params.kinds
-}
+weights = measure.search_weights_by_kind(
+    sm.params.kinds,
+    cam,
+    object_mask=options.get("object_mask"),
+    threshold=options.get("threshold"),
+)
 frames = measure.search_tables(
     model,
     image_ids,

@@ -268,6 +268,40 @@ def test_a_flat_grad_cam_makes_the_object_search_the_uniform_one():
     np.testing.assert_array_equal(weighted.epsilon, uniform.epsilon)
 
 
+def test_weights_by_kind_share_one_object_mask(monkeypatch):
+    """One call gives each kind's weights, computing the object mask once for all of them."""
+    from robustmap import heatmaps, measure
+
+    rng = np.random.default_rng(13)
+    cam = rng.uniform(0.0, 1.0, (3, 8, 8)).astype(np.float32)
+    options = {"object_mask": "hard", "threshold": "otsu"}
+    alone = {
+        kind: measure.search_weights(kind, cam, **options)
+        for kind in ("uniform", "object", "background")
+    }
+    masks = []
+    original = heatmaps.object_weights
+
+    def counted(*args, **kwargs):
+        masks.append(args)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(heatmaps, "object_weights", counted)
+
+    by_kind = measure.search_weights_by_kind(("uniform", "object", "background"), cam, **options)
+
+    assert len(masks) == 1 and list(by_kind) == ["uniform", "object", "background"]
+    assert by_kind["uniform"] is None
+    np.testing.assert_array_equal(by_kind["object"], alone["object"])
+    np.testing.assert_array_equal(by_kind["background"], 1.0 - alone["object"])
+    assert set(np.unique(by_kind["object"])) == {0.0, 1.0}
+    assert measure.search_weights_by_kind(["uniform"], None, **options) == {"uniform": None}
+    with pytest.raises(ValueError, match="background search needs the shard's Grad-CAM"):
+        measure.search_weights_by_kind(["uniform", "background"], None, **options)
+    with pytest.raises(ValueError, match="unknown search kind 'edge'"):
+        measure.search_weights_by_kind(["edge"], cam, **options)
+
+
 def test_a_straight_margin_is_refined_in_at_most_two_probes():
     """Two classes, no clipping: m(eps) is a straight line, so the first aim is the root itself.
 
