@@ -21,11 +21,16 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from robustmap.bootstrap import resampled, seeded_generator
+
 SEARCH_KINDS = ("uniform", "object", "background")
 HEATMAP_KINDS = ("gradcam", "saliency")
 AGREEMENT_COLUMNS = ("spearman", "iou_top20")
 SEARCH_FIELDS = ("epsilon", "status", "adversarial_label", "forward_passes", "non_monotone")
 PREDICTION_FIELDS = ("top1", "top2", "top3", "top4", "top5", "logit_margin", "correct", "in_top5")
+MIN_CLASS_IMAGES = 5  # default of report.min_class_images: fewer searched images, no rank
+CUSTOMARY_STEPS = {"1/255": 1 / 255, "2/255": 2 / 255, "4/255": 4 / 255, "8/255": 8 / 255}
+ROBUSTNESS_GRID = (1e-4, 41)  # the curve's log grid: from 1e-4 to eps_max, this many points
 
 
 def search_order(kinds: Sequence[str]) -> list[str]:
@@ -294,15 +299,31 @@ def censored_quantile(values: np.ndarray, q: float) -> float:
     return float(ordered[below] + fraction * (ordered[above] - ordered[below]))
 
 
-def per_class(per_image_table: pd.DataFrame) -> pd.DataFrame:
+def per_class(
+    per_image_table: pd.DataFrame,
+    *,
+    min_class_images: int = MIN_CLASS_IMAGES,
+    bootstrap: int = 2000,
+    seed: int = 0,
+) -> pd.DataFrame:
     """Per class, model and search kind: censoring-aware epsilon summary, accuracy and rank.
+
+    Args:
+        per_image_table: from :func:`per_image`.
+        min_class_images: classes with fewer searched images (``n``) are not ranked: a class
+            mean of one image is noise, not a finding.
+        bootstrap, seed: resamples and seed of the median's CI (:mod:`robustmap.bootstrap`; each
+            row draws from its own generator keyed by model, search and class).
 
     Returns:
         model, search, imagenet_index, class_name, images (label rows of the class the model
         could be scored on), accuracy (clean top-1 over those), the columns of
-        :func:`epsilon_summary`, and ``sensitivity_rank`` (1 = most sensitive class of that model
-        and search). Ranks order classes by median, then q25, q75 and mean_flipped (censored
-        values last), then class index; classes without any epsilon get no rank.
+        :func:`epsilon_summary`, ``median_ci_low`` and ``median_ci_high`` (percentile bootstrap
+        95% CI of the censoring-aware median over the class's images; ``inf`` where the bound
+        is censored; null for n < 2), ``ranked`` (n >= ``min_class_images``) and
+        ``sensitivity_rank`` (1 = most sensitive ranked class of that model and search). Ranks
+        order ranked classes by median, then q25, q75 and mean_flipped (censored values last),
+        then class index; other classes get no rank.
     """
     accuracy = _class_accuracy(per_image_table)
     epsilons = long_epsilons(per_image_table)
@@ -310,17 +331,24 @@ def per_class(per_image_table: pd.DataFrame) -> pd.DataFrame:
     for (model, search, index), group in epsilons.groupby(
         ["model", "search", "imagenet_index"], sort=True
     ):
+        values = group["epsilon"].to_numpy()
+        low, high = median_ci(
+            values, bootstrap=bootstrap, rng=seeded_generator(seed, (model, search, index))
+        )
         rows.append(
             {"model": model, "search": search, "imagenet_index": index}
-            | epsilon_summary(group["epsilon"].to_numpy())
+            | epsilon_summary(values)
+            | {"median_ci_low": low, "median_ci_high": high}
         )
-    summary = pd.DataFrame(rows, columns=["model", "search", "imagenet_index", *_SUMMARY_COLUMNS])
+    columns = ["model", "search", "imagenet_index", *_SUMMARY_COLUMNS, *_CI_COLUMNS]
+    summary = pd.DataFrame(rows, columns=columns)
     keys = accuracy[["model", "imagenet_index"]].merge(
         pd.DataFrame({"search": search_order(epsilons["search"].unique())}), how="cross"
     )
     table = keys.merge(summary, on=["model", "search", "imagenet_index"], how="left")
     table = table.merge(accuracy, on=["model", "imagenet_index"], how="left")
     table = _fill_empty_groups(table)
+    table["ranked"] = table["n"] >= min_class_images
     table["sensitivity_rank"] = _ranks(table, by=["model", "search"])
     table = table.sort_values(
         ["model", "search", "imagenet_index"],
@@ -328,7 +356,36 @@ def per_class(per_image_table: pd.DataFrame) -> pd.DataFrame:
         kind="stable",
     )
     columns = ["model", "search", "imagenet_index", "class_name", "images", "accuracy"]
-    return table[columns + list(_SUMMARY_COLUMNS) + ["sensitivity_rank"]].reset_index(drop=True)
+    ranking = [*_CI_COLUMNS, "ranked", "sensitivity_rank"]
+    return table[columns + list(_SUMMARY_COLUMNS) + ranking].reset_index(drop=True)
+
+
+def median_ci(
+    epsilons: np.ndarray, *, bootstrap: int, rng: np.random.Generator
+) -> tuple[float, float]:
+    """Percentile bootstrap 95% CI of the censoring-aware median (``inf`` = censored).
+
+    Each resample's median follows :func:`censored_quantile`, and so do the 2.5% and 97.5%
+    points of the resampled medians: a bound that touches a censored median is ``inf``.
+    Undefined (nan) epsilons are left out; fewer than two defined values give (nan, nan).
+    """
+    defined = np.asarray(epsilons, dtype=np.float64)
+    defined = defined[~np.isnan(defined)]
+    if defined.size < 2:
+        return np.nan, np.nan
+    medians = resampled(defined, _censored_medians, bootstrap=bootstrap, rng=rng)
+    return censored_quantile(medians, 0.025), censored_quantile(medians, 0.975)
+
+
+def _censored_medians(samples: np.ndarray, axis: int) -> np.ndarray:
+    """:func:`censored_quantile` at 0.5 of every resample: samples [B, n] -> [B]."""
+    ordered = np.sort(samples, axis=axis)
+    position = 0.5 * (ordered.shape[axis] - 1)
+    below = np.take(ordered, int(np.floor(position)), axis=axis)
+    above = np.take(ordered, int(np.ceil(position)), axis=axis)
+    with np.errstate(invalid="ignore"):
+        middle = below + (position - np.floor(position)) * (above - below)
+    return np.where(np.isinf(above), np.inf, middle)
 
 
 _SUMMARY_COLUMNS = (
@@ -343,6 +400,7 @@ _SUMMARY_COLUMNS = (
     "iqr",
     "median_censored",
 )
+_CI_COLUMNS = ("median_ci_low", "median_ci_high")
 _SEARCH_RANK = {kind: rank for rank, kind in enumerate(SEARCH_KINDS)}
 
 
@@ -370,8 +428,8 @@ def _fill_empty_groups(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def _ranks(table: pd.DataFrame, *, by: list[str]) -> pd.Series:
-    """1-based sensitivity rank within each group; null where a class has no epsilon."""
-    ranked = table[table["n"] > 0].sort_values(
+    """1-based sensitivity rank within each group; null where a class is not ranked."""
+    ranked = table[table["ranked"] & (table["n"] > 0)].sort_values(
         [*by, "median", "q25", "q75", "mean_flipped", "imagenet_index"],
         kind="stable",
         na_position="last",
@@ -404,6 +462,90 @@ def per_model(
             rows.append({"model": model, "search": search} | clean | epsilon_summary(values))
     columns = ["model", "search", "images", "scored", "top1", "top5", *_SUMMARY_COLUMNS]
     return pd.DataFrame(rows, columns=columns)
+
+
+def robustness(
+    per_image_table: pd.DataFrame, *, eps_max: float, bootstrap: int = 2000, seed: int = 0
+) -> pd.DataFrame:
+    """Robustness curves: per model and search, the share of images that survive each step.
+
+    An image *survives* a step s when the model classifies it correctly and its minimal epsilon
+    exceeds s: no FGSM step up to size s along the image's own (weighted) direction flips it.
+    This is not robustness to every perturbation of that size. Censored images (``inf``)
+    survive every step up to ``eps_max``; misclassified images, and correct ones whose search
+    found them misclassified at start, survive none. The denominator is every scoreable image,
+    so at s -> 0 the curve starts at clean top-1 accuracy.
+
+    Steps: the customary 1/255, 2/255, 4/255 and 8/255 (``step`` names them; those above
+    ``eps_max`` are left out: a censored image's fate there is unknown) and a log grid of
+    :data:`ROBUSTNESS_GRID` points from 1e-4 to ``eps_max`` (``step`` null).
+
+    Returns:
+        model, search, step, epsilon, customary, n (scoreable images), survivors, share,
+        ci_low, ci_high (percentile bootstrap 95% over images, seeded per model and search),
+        sorted by model, search and epsilon.
+    """
+    steps = _robustness_steps(eps_max)
+    rows = []
+    for model, images in per_image_table.groupby("model", sort=True):
+        scored = images[images["correct"].notna()]
+        correct = scored["correct"].astype(bool).to_numpy()
+        for search in _searched_kinds(per_image_table):
+            epsilon = scored[f"epsilon_{search}"].to_numpy(dtype=np.float64)
+            with np.errstate(invalid="ignore"):
+                survive = correct[:, None] & (epsilon[:, None] > steps["epsilon"].to_numpy())
+            rng = seeded_generator(seed, (model, "robustness", search))
+            low, high = _share_ci(survive, bootstrap=bootstrap, rng=rng)
+            rows.append(
+                steps.assign(
+                    model=model,
+                    search=search,
+                    n=len(survive),
+                    survivors=survive.sum(axis=0),
+                    share=survive.mean(axis=0) if len(survive) else np.nan,
+                    ci_low=low,
+                    ci_high=high,
+                )
+            )
+    columns = ["model", "search", "step", "epsilon", "customary", "n", "survivors", "share"]
+    if not rows:
+        return pd.DataFrame(columns=[*columns, "ci_low", "ci_high"])
+    table = pd.concat(rows, ignore_index=True)[[*columns, "ci_low", "ci_high"]]
+    return table.astype({"n": "int64", "survivors": "int64"})
+
+
+def _robustness_steps(eps_max: float) -> pd.DataFrame:
+    """The customary steps up to ``eps_max`` and the log grid, merged in increasing order."""
+    low, points = ROBUSTNESS_GRID
+    customary = {name: step for name, step in CUSTOMARY_STEPS.items() if step <= eps_max}
+    grid = np.geomspace(min(low, eps_max), eps_max, points)
+    steps = pd.DataFrame(
+        {
+            "step": [*customary, *[None] * len(grid)],
+            "epsilon": [*customary.values(), *grid],
+            "customary": [True] * len(customary) + [False] * len(grid),
+        }
+    )
+    return steps.sort_values(["epsilon", "customary"], kind="stable").reset_index(drop=True)
+
+
+def _searched_kinds(per_image_table: pd.DataFrame) -> list[str]:
+    """Search kinds with an epsilon column, in the study's order."""
+    kinds = [c.removeprefix("epsilon_") for c in per_image_table if c.startswith("epsilon_")]
+    return search_order(kinds)
+
+
+def _share_ci(
+    survive: np.ndarray, *, bootstrap: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """Percentile bootstrap 95% CI of the surviving share at every step: survive [n, S]."""
+    if len(survive) == 0:
+        return np.full(survive.shape[1], np.nan), np.full(survive.shape[1], np.nan)
+    shares = resampled(
+        survive, lambda samples, axis: samples.mean(axis=axis), bootstrap=bootstrap, rng=rng
+    )
+    low, high = np.quantile(shares, [0.025, 0.975], axis=0)
+    return low, high
 
 
 def extreme_images(epsilons: pd.DataFrame, *, count: int, search: str = "uniform") -> pd.DataFrame:

@@ -30,43 +30,54 @@ of the row's (model, test, a, b), so a row does not change when models or tests 
 from __future__ import annotations
 
 import itertools
-import warnings
-import zlib
 
 import numpy as np
 import pandas as pd
 import scipy.stats
 
 from robustmap.aggregate import AGREEMENT_COLUMNS, HEATMAP_KINDS, SEARCH_KINDS
+from robustmap.bootstrap import bootstrap_ci, seeded_generator
 
 COLUMNS = (
     "model",
     "test",
     "a",
     "b",
+    "search",
+    "control",
     "n",
     "statistic",
     "p_value",
     "estimate",
     "ci_low",
     "ci_high",
+    "family",
+    "p_holm",
+    "q_bh",
     "note",
 )
+_FLOAT_COLUMNS = ("statistic", "p_value", "estimate", "ci_low", "ci_high", "p_holm", "q_bh")
 SEARCH_PAIRS = (("object", "uniform"), ("background", "uniform"), ("object", "background"))
-CONFIDENCE = 0.95
-_CHUNK = 256  # bootstrap resamples computed at once; bounds memory at 256 x n floats
+MARGIN_CONTROL = "clean_margin"  # the per-image table's ``logit_margin`` under its study name
+SIGNIFICANCE = 0.05  # figures and the report mark rows with q_bh below this
 
 
 def statistics_table(
     per_image_table: pd.DataFrame, *, bootstrap: int = 2000, seed: int = 0
 ) -> pd.DataFrame:
-    """All tests of this module, in a fixed order: search pairs, compactness, model pairs."""
+    """All tests of this module in a fixed order, with Holm and BH adjustments per family.
+
+    Order: search pairs, compactness correlations, their partial correlations given the clean
+    margin, model pairs. See :func:`adjust_families` for the families.
+    """
     frames = [
         search_pairs(per_image_table, bootstrap=bootstrap, seed=seed),
         compactness_correlations(per_image_table, bootstrap=bootstrap, seed=seed),
+        partial_compactness_correlations(per_image_table, bootstrap=bootstrap, seed=seed),
         model_pairs(per_image_table, bootstrap=bootstrap, seed=seed),
     ]
-    return pd.concat([f for f in frames if len(f)] or [_empty()], ignore_index=True)
+    table = pd.concat([f for f in frames if len(f)] or [_empty()], ignore_index=True)
+    return adjust_families(table)
 
 
 def search_pairs(
@@ -117,8 +128,101 @@ def compactness_correlations(
                     bootstrap=bootstrap,
                     seed=seed,
                 )
+                | {"search": "uniform"}
             )
     return _frame(rows)
+
+
+def partial_compactness_correlations(
+    per_image_table: pd.DataFrame, *, bootstrap: int = 2000, seed: int = 0
+) -> pd.DataFrame:
+    """Each compactness score vs the uniform epsilon given the clean logit margin, per model.
+
+    To first order the minimal epsilon is the clean margin over the rate at which the step
+    erodes it, so a score that merely tracks the margin correlates with epsilon for that reason
+    alone; the partial correlation removes what the margin's ranks explain linearly.
+    """
+    rows = []
+    if not {"epsilon_uniform", "logit_margin"} <= set(per_image_table.columns):
+        return _frame(rows)
+    for model, images in per_image_table.groupby("model", sort=True):
+        epsilon = images["epsilon_uniform"].to_numpy(dtype=float)
+        margin = images["logit_margin"].to_numpy(dtype=float)
+        for score in compactness_columns(per_image_table):
+            key = (model, "compactness_partial_spearman", score, "epsilon_uniform")
+            row = _partial(
+                images[score].to_numpy(dtype=float),
+                epsilon,
+                margin,
+                key=key,
+                bootstrap=bootstrap,
+                seed=seed,
+            )
+            rows.append(row | {"search": "uniform", "control": MARGIN_CONTROL})
+    return _frame(rows)
+
+
+def partial_spearman(x: np.ndarray, y: np.ndarray, z: np.ndarray) -> float:
+    """Spearman correlation of x and y given z: Pearson of the rank residuals on z's ranks.
+
+    Ranks are averages over ties; ``inf`` ranks above every finite value (a censored epsilon).
+    Each of rank(x) and rank(y) is regressed on rank(z) with an intercept.
+    """
+    samples = np.column_stack([x, y, z]).astype(np.float64)[np.newaxis]
+    return float(_partial_rank_correlation(samples, axis=1)[0])
+
+
+def _partial(
+    score: np.ndarray,
+    epsilon: np.ndarray,
+    margin: np.ndarray,
+    *,
+    key: tuple,
+    bootstrap: int,
+    seed: int,
+) -> dict:
+    """Partial Spearman row: estimate, t-test p-value (n - 3 df) and bootstrap CI."""
+    usable = np.isfinite(score) & ~np.isnan(epsilon) & np.isfinite(margin)
+    data = np.column_stack([score, epsilon, margin])[usable]
+    censored = int(np.isinf(data[:, 1]).sum())
+    note = f"censored epsilons ({censored}) ranked above every flipped one; control: clean margin"
+    row = _row(key, n=int(usable.sum()), note=note)
+    if len(data) < 4 or np.any(np.ptp(scipy.stats.rankdata(data, axis=0), axis=0) == 0):
+        row["note"] += "; fewer than 4 images or a constant variable, no correlation"
+        return row
+    rho = float(_partial_rank_correlation(data[np.newaxis], axis=1)[0])
+    freedom = len(data) - 3
+    t = rho * np.sqrt(freedom / max(1.0 - rho**2, np.finfo(float).tiny))
+    low, high = bootstrap_ci(
+        data, _partial_rank_correlation, bootstrap=bootstrap, rng=seeded_generator(seed, key)
+    )
+    row.update(
+        statistic=rho,
+        p_value=float(2 * scipy.stats.t.sf(abs(t), freedom)),
+        estimate=rho,
+        ci_low=low,
+        ci_high=high,
+    )
+    return row
+
+
+def _partial_rank_correlation(samples: np.ndarray, axis: int) -> np.ndarray:
+    """Partial Spearman of columns 0 and 1 given column 2: samples [B, n, 3] -> [B]."""
+    ranks = scipy.stats.rankdata(samples, axis=axis)
+    centred = ranks - ranks.mean(axis=axis, keepdims=True)
+    control = centred[..., 2]
+    control_norm = (control**2).sum(axis=axis, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        residuals = [
+            centred[..., column]
+            - (centred[..., column] * control).sum(axis=axis, keepdims=True)
+            / control_norm
+            * control
+            for column in (0, 1)
+        ]
+        cov = (residuals[0] * residuals[1]).sum(axis=axis)
+        norm = np.sqrt((residuals[0] ** 2).sum(axis=axis) * (residuals[1] ** 2).sum(axis=axis))
+        return cov / norm
 
 
 def compactness_columns(per_image_table: pd.DataFrame) -> list[str]:
@@ -135,29 +239,40 @@ def compactness_columns(per_image_table: pd.DataFrame) -> list[str]:
 def model_pairs(
     per_image_table: pd.DataFrame, *, bootstrap: int = 2000, seed: int = 0
 ) -> pd.DataFrame:
-    """Uniform epsilons of every model pair on the images all models classified correctly."""
-    if "epsilon_uniform" not in per_image_table:
-        return _frame([])
-    wide = per_image_table.pivot(index="image_id", columns="model", values="epsilon_uniform")
+    """Every model pair's epsilons, search by search, on the images all models got right."""
+    rows = []
+    if "correct" not in per_image_table or per_image_table["model"].nunique() < 2:
+        return _frame(rows)
     correct = per_image_table.pivot(index="image_id", columns="model", values="correct")
     everywhere = correct.fillna(False).astype(bool).all(axis=1)
-    common = wide[everywhere]
-    rows = []
-    for a, b in itertools.combinations(sorted(wide.columns), 2):
-        row = _paired_wilcoxon(
-            common[a].to_numpy(dtype=float),
-            common[b].to_numpy(dtype=float),
-            key=("all", "model_pair", a, b),
-            bootstrap=bootstrap,
-            seed=seed,
-        )
-        row["note"] = f"{int(everywhere.sum())} images correct for every model; " + row["note"]
-        rows.append(row)
+    for search in _searched(per_image_table):
+        wide = per_image_table.pivot(index="image_id", columns="model", values=f"epsilon_{search}")
+        common = wide[everywhere]
+        for a, b in itertools.combinations(sorted(wide.columns), 2):
+            # uniform rows keep the generator key they had before other searches were compared
+            key_search = () if search == "uniform" else (search,)
+            row = _paired_wilcoxon(
+                common[a].to_numpy(dtype=float),
+                common[b].to_numpy(dtype=float),
+                key=("all", "model_pair", a, b),
+                bootstrap=bootstrap,
+                seed=seed,
+                rng_key=("all", "model_pair", a, b, *key_search),
+            )
+            row["search"] = search
+            row["note"] = f"{int(everywhere.sum())} images correct for every model; " + row["note"]
+            rows.append(row)
     return _frame(rows)
 
 
 def _paired_wilcoxon(
-    eps_a: np.ndarray, eps_b: np.ndarray, *, key: tuple, bootstrap: int, seed: int
+    eps_a: np.ndarray,
+    eps_b: np.ndarray,
+    *,
+    key: tuple,
+    bootstrap: int,
+    seed: int,
+    rng_key: tuple | None = None,
 ) -> dict:
     """Wilcoxon on log ratios of the pairs flipped in both, median ratio with bootstrap CI."""
     model, test, a, b = key
@@ -178,7 +293,8 @@ def _paired_wilcoxon(
         return row
     result = scipy.stats.wilcoxon(log_ratio, zero_method="wilcox", alternative="two-sided")
     ratio = np.exp(log_ratio)
-    low, high = bootstrap_ci(ratio, np.median, bootstrap=bootstrap, rng=_rng(seed, key))
+    rng = seeded_generator(seed, rng_key or key)
+    low, high = bootstrap_ci(ratio, np.median, bootstrap=bootstrap, rng=rng)
     row.update(
         statistic=float(result.statistic),
         p_value=float(result.pvalue),
@@ -201,7 +317,9 @@ def _spearman(score: np.ndarray, epsilon: np.ndarray, *, key: tuple, bootstrap: 
         return row
     ranks = np.column_stack([scipy.stats.rankdata(score), scipy.stats.rankdata(epsilon)])
     result = scipy.stats.spearmanr(ranks[:, 0], ranks[:, 1])
-    low, high = bootstrap_ci(ranks, _rank_correlation, bootstrap=bootstrap, rng=_rng(seed, key))
+    low, high = bootstrap_ci(
+        ranks, _rank_correlation, bootstrap=bootstrap, rng=seeded_generator(seed, key)
+    )
     row.update(
         statistic=float(result.statistic),
         p_value=float(result.pvalue),
@@ -222,54 +340,64 @@ def _rank_correlation(samples: np.ndarray, axis: int) -> np.ndarray:
         return cov / norm
 
 
-def bootstrap_ci(
-    data: np.ndarray,
-    statistic,
-    *,
-    bootstrap: int,
-    rng: np.random.Generator,
-    confidence: float = CONFIDENCE,
-) -> tuple[float, float]:
-    """Percentile bootstrap CI of ``statistic`` over the rows of ``data``.
+def holm(p_values: np.ndarray) -> np.ndarray:
+    """Holm's step-down adjusted p-values (family-wise error), in the input's order.
 
-    Args:
-        data: [n] or [n, k]; rows are resampled with replacement ``bootstrap`` times.
-        statistic: ``f(samples, axis=1) -> [B]`` over resamples of shape [B, n, ...].
-        rng: the row's own generator (see :func:`_rng`).
-
-    Returns:
-        (low, high) percentiles of the resampled statistic, nan-valued resamples ignored.
+    The i-th smallest of m p-values becomes max over j <= i of min(1, (m - j + 1) p_(j)); tied
+    p-values get the same adjusted value whatever their order.
     """
-    data = np.asarray(data, dtype=np.float64)
-    values = []
-    for start in range(0, bootstrap, _CHUNK):
-        draws = rng.integers(0, len(data), size=(min(_CHUNK, bootstrap - start), len(data)))
-        values.append(statistic(data[draws], axis=1))
-    values = np.concatenate(values)
-    alpha = (1.0 - confidence) / 2.0
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        low, high = np.nanquantile(values, [alpha, 1.0 - alpha])
-    return float(low), float(high)
+    p_values = np.asarray(p_values, dtype=np.float64)
+    order = np.argsort(p_values, kind="stable")
+    factors = len(p_values) - np.arange(len(p_values))
+    adjusted = np.empty_like(p_values)
+    adjusted[order] = np.minimum(1.0, np.maximum.accumulate(factors * p_values[order]))
+    return adjusted
 
 
-def _rng(seed: int, key: tuple) -> np.random.Generator:
-    return np.random.default_rng([seed, zlib.crc32("|".join(map(str, key)).encode())])
+def benjamini_hochberg(p_values: np.ndarray) -> np.ndarray:
+    """Benjamini-Hochberg q-values (false discovery rate), in the input's order."""
+    p_values = np.asarray(p_values, dtype=np.float64)
+    if p_values.size == 0:
+        return p_values.copy()
+    return scipy.stats.false_discovery_control(p_values, method="bh")
+
+
+def family_of(row: pd.Series) -> str:
+    """A row's multiple-testing family: one test type for one model; model pairs per search."""
+    if row["test"] == "model_pair":
+        return f"model_pair/{row['search']}"
+    return f"{row['test']}/{row['model']}"
+
+
+def adjust_families(table: pd.DataFrame) -> pd.DataFrame:
+    """``family``, ``p_holm`` and ``q_bh`` for every row: Holm and BH within each family.
+
+    Rows without a p-value (too few images, no test) keep their family but get no adjusted
+    value, and do not count in their family's number of tests.
+    """
+    table = table.copy()
+    table["family"] = table.apply(family_of, axis=1) if len(table) else pd.Series(dtype=object)
+    table["p_holm"] = np.nan
+    table["q_bh"] = np.nan
+    tested = table[table["p_value"].notna()]
+    for _, rows in tested.groupby("family", sort=False):
+        p_values = rows["p_value"].to_numpy(dtype=np.float64)
+        table.loc[rows.index, "p_holm"] = holm(p_values)
+        table.loc[rows.index, "q_bh"] = benjamini_hochberg(p_values)
+    return table[list(COLUMNS)]
 
 
 def _row(key: tuple, *, n: int, note: str) -> dict:
     model, test, a, b = key
-    return {
+    return {column: np.nan for column in _FLOAT_COLUMNS} | {
         "model": model,
         "test": test,
         "a": a,
         "b": b,
+        "search": None,
+        "control": None,
         "n": n,
-        "statistic": np.nan,
-        "p_value": np.nan,
-        "estimate": np.nan,
-        "ci_low": np.nan,
-        "ci_high": np.nan,
+        "family": None,
         "note": note,
     }
 
@@ -282,4 +410,4 @@ def _frame(rows: list[dict]) -> pd.DataFrame:
 
 def _empty() -> pd.DataFrame:
     frame = pd.DataFrame({column: pd.Series(dtype=object) for column in COLUMNS})
-    return frame.astype({"n": "int64"} | {c: "float64" for c in COLUMNS[5:10]})
+    return frame.astype({"n": "int64"} | {c: "float64" for c in _FLOAT_COLUMNS})

@@ -228,7 +228,7 @@ def known_per_image():
 
 
 def test_per_class_known_answers_and_ranks():
-    table = aggregate.per_class(known_per_image()).set_index("class_name")
+    table = aggregate.per_class(known_per_image(), min_class_images=3).set_index("class_name")
     cat, dog = table.loc["cat"], table.loc["dog"]
     assert cat["accuracy"] == pytest.approx(0.75) and cat["images"] == 4
     assert cat["median"] == pytest.approx(0.2) and cat["n_censored"] == 0
@@ -236,6 +236,76 @@ def test_per_class_known_answers_and_ranks():
     assert dog["median"] == INF and bool(dog["median_censored"])
     assert dog["mean_flipped"] == pytest.approx(0.05)  # lower mean, but censored median
     assert (cat["sensitivity_rank"], dog["sensitivity_rank"]) == (1, 2)
+    assert bool(cat["ranked"]) and bool(dog["ranked"])
+    # bootstrap medians of {0.1, 0.2, 0.3}: every resample median is one of the three values
+    assert 0.1 <= cat["median_ci_low"] <= 0.2 <= cat["median_ci_high"] <= 0.3
+    assert dog["median_ci_high"] == INF  # two of three censored: most resample medians are inf
+
+
+def test_small_classes_are_never_ranked():
+    table = aggregate.per_class(known_per_image(), min_class_images=4).set_index("class_name")
+    assert table["n"].tolist() == [3, 3]
+    assert not table["ranked"].any()
+    assert table["sensitivity_rank"].isna().all()
+    default = aggregate.per_class(known_per_image())
+    assert not default["ranked"].any()  # report.min_class_images defaults to 5
+
+
+def test_a_class_of_identical_epsilons_has_a_zero_width_median_ci():
+    labels, predictions, _, compactness, _ = synthetic_study(models=("m1",), classes=1)
+    ids = predictions["m1"].loc[predictions["m1"]["correct"], "image_id"]
+    epsilons = {"m1": search_rows(ids, "uniform", epsilon=[0.0125] * len(ids))}
+    table = aggregate.per_class(
+        aggregate.per_image(labels, predictions, epsilons, {}), min_class_images=2
+    )
+    row = table.iloc[0]
+    assert row["n"] == len(ids) >= 2
+    assert row["median_ci_low"] == row["median_ci_high"] == row["median"] == 0.0125
+    assert row["sensitivity_rank"] == 1
+
+
+def test_median_ci_is_seeded_and_needs_two_values():
+    values = np.array([0.1, 0.2, 0.3, 0.4, INF, np.nan])
+    first = aggregate.median_ci(values, bootstrap=500, rng=np.random.default_rng(3))
+    again = aggregate.median_ci(values, bootstrap=500, rng=np.random.default_rng(3))
+    assert first == again and first[0] < 0.3 < first[1]
+    assert all(map(math.isnan, aggregate.median_ci([0.1], bootstrap=50, rng=None)))
+
+
+def robustness_table():
+    """One model, six scoreable images: hand-made epsilons with censored and misclassified."""
+    return pd.DataFrame(
+        {
+            "model": "m",
+            "image_id": [f"i{k}" for k in range(7)],
+            "correct": pd.array([True, True, True, True, True, False, None], "boolean"),
+            # 0.5/255 flips before every customary step; 3/255 survives 1/255 and 2/255;
+            # inf (censored) survives all; nan on a correct image: misclassified at start
+            "epsilon_uniform": [0.5 / 255, 3 / 255, 8 / 255, INF, np.nan, np.nan, np.nan],
+        }
+    )
+
+
+def test_robustness_shares_at_the_customary_steps_are_exact():
+    table = aggregate.robustness(robustness_table(), eps_max=1.0, bootstrap=200)
+    customary = table[table["customary"]].set_index("step")
+    assert customary.index.tolist() == ["1/255", "2/255", "4/255", "8/255"]
+    assert (customary["n"] == 6).all()  # the unscoreable row is not in the denominator
+    # survivors: 3/255, 8/255, inf | 3/255, 8/255, inf | 8/255, inf | inf (8/255 flips AT 8/255)
+    assert customary["survivors"].tolist() == [3, 3, 2, 1]
+    assert customary["share"].tolist() == pytest.approx([3 / 6, 3 / 6, 2 / 6, 1 / 6])
+    assert (customary["ci_low"] <= customary["share"]).all()
+    assert (customary["share"] <= customary["ci_high"]).all()
+    grid = table[~table["customary"]]
+    assert len(grid) == aggregate.ROBUSTNESS_GRID[1] and grid["epsilon"].iloc[-1] == 1.0
+    assert grid["survivors"].iloc[0] == 4  # below every epsilon: the correct, searchable ones
+    assert grid["survivors"].iloc[-1] == 1  # at eps_max only the censored image survives
+    assert table["epsilon"].is_monotonic_increasing
+
+
+def test_robustness_leaves_out_customary_steps_above_eps_max():
+    table = aggregate.robustness(robustness_table(), eps_max=0.01, bootstrap=50)
+    assert table.loc[table["customary"], "step"].tolist() == ["1/255", "2/255"]
 
 
 def test_per_model_adds_clean_accuracy():

@@ -5,7 +5,9 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+import pingouin
 import scipy.stats
+import statsmodels.stats.multitest
 from test_aggregate import synthetic_study
 
 from robustmap import aggregate, statistics
@@ -75,7 +77,12 @@ def test_bootstrap_is_reproducible_for_a_seed():
     assert not np.allclose(first.loc[tested, "ci_low"], other.loc[tested, "ci_low"])
     np.testing.assert_array_equal(first["p_value"], other["p_value"])  # seed only moves the CI
     assert list(first.columns) == list(statistics.COLUMNS)
-    assert set(first["test"]) == {"search_pair", "compactness_spearman", "model_pair"}
+    assert set(first["test"]) == {
+        "search_pair",
+        "compactness_spearman",
+        "compactness_partial_spearman",
+        "model_pair",
+    }
     # a row does not depend on which other models are in the table
     alone = statistics.statistics_table(table[table["model"] == "m1"], bootstrap=300, seed=7)
     pd.testing.assert_frame_equal(
@@ -113,3 +120,103 @@ def test_model_pairs_use_only_images_every_model_got_right():
 def test_nothing_to_test_gives_a_row_with_a_reason():
     row = statistics.search_pairs(paired_table([INF, INF], [0.1, INF]), bootstrap=100).iloc[0]
     assert row["n"] == 0 and np.isnan(row["p_value"]) and "no pair to test" in row["note"]
+
+
+# ---- multiple testing -----------------------------------------------------------------------
+
+TIED = np.array([0.01, 0.04, 0.03, 0.04, 0.2])
+
+
+def test_holm_and_bh_on_tied_p_values_by_hand():
+    # sorted: .01 .03 .04 .04 .2; Holm: 5p, 4p, 3p, 2p, 1p = .05 .12 .12 .08 .2, running max
+    np.testing.assert_allclose(statistics.holm(TIED), [0.05, 0.12, 0.12, 0.12, 0.2])
+    # BH: m p / rank = .05 .075 .0667 .05 .2, running min from the top
+    np.testing.assert_allclose(statistics.benjamini_hochberg(TIED), [0.05, 0.05, 0.05, 0.05, 0.2])
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_holm_and_bh_match_statsmodels(seed):
+    p_values = np.random.default_rng(seed).uniform(0, 0.2, 17).round(3)  # rounding makes ties
+    for method, ours in (("holm", statistics.holm), ("fdr_bh", statistics.benjamini_hochberg)):
+        expected = statsmodels.stats.multitest.multipletests(p_values, method=method)[1]
+        np.testing.assert_allclose(ours(p_values), expected, rtol=1e-12)
+
+
+def test_every_tested_row_is_adjusted_within_its_family():
+    labels, predictions, epsilons, compactness, _ = synthetic_study(classes=6, per_class=8)
+    table = statistics.statistics_table(
+        aggregate.per_image(labels, predictions, epsilons, compactness), bootstrap=100
+    )
+    assert set(table["family"]) == {
+        f"{test}/{model}"
+        for test in ("search_pair", "compactness_spearman", "compactness_partial_spearman")
+        for model in ("m1", "m2")
+    } | {f"model_pair/{search}" for search in aggregate.SEARCH_KINDS}
+    for _, rows in table[table["p_value"].notna()].groupby("family"):
+        p_values = rows["p_value"].to_numpy()
+        holm = statsmodels.stats.multitest.multipletests(p_values, method="holm")[1]
+        np.testing.assert_allclose(rows["p_holm"], holm, rtol=1e-12)
+        np.testing.assert_allclose(rows["q_bh"], statistics.benjamini_hochberg(p_values))
+    assert table.loc[table["p_value"].isna(), ["p_holm", "q_bh"]].isna().all().all()
+    assert (table.query("test == 'compactness_spearman'").groupby("family").size() == 16).all()
+
+
+# ---- the margin confound --------------------------------------------------------------------
+
+
+def confounded(own_signal: float, n: int = 400, seed: int = 0) -> pd.DataFrame:
+    """Score and epsilon both driven by the clean margin; ``own_signal`` links them directly."""
+    rng = np.random.default_rng(seed)
+    margin = rng.gamma(2.0, 2.0, n)
+    shared = rng.normal(size=n)
+    epsilon = np.exp(np.log(margin) + 0.3 * shared)
+    score = np.log(margin) + own_signal * shared + 0.3 * rng.normal(size=n)
+    epsilon[:20] = INF  # censored images stay in, ranked highest
+    table = paired_table(epsilon, epsilon, extra={"gradcam_gini": score})
+    return table.assign(logit_margin=margin)
+
+
+def test_a_score_that_only_tracks_the_margin_loses_its_correlation():
+    table = confounded(own_signal=0.0)
+    raw = statistics.compactness_correlations(table, bootstrap=200).iloc[0]
+    partial = statistics.partial_compactness_correlations(table, bootstrap=200).iloc[0]
+    assert raw["estimate"] > 0.6
+    assert abs(partial["estimate"]) < 0.1 and partial["ci_low"] < 0 < partial["ci_high"]
+    assert (partial["test"], partial["control"], partial["n"]) == (
+        "compactness_partial_spearman",
+        "clean_margin",
+        400,
+    )
+
+
+def test_a_score_with_its_own_signal_keeps_its_partial_correlation():
+    partial = statistics.partial_compactness_correlations(confounded(1.0), bootstrap=200).iloc[0]
+    assert partial["estimate"] > 0.5 and partial["ci_low"] > 0.4 and partial["p_value"] < 1e-10
+
+
+@pytest.mark.parametrize("own_signal", [0.0, 1.0])
+def test_partial_spearman_matches_pingouin(own_signal):
+    table = confounded(own_signal)
+    row = statistics.partial_compactness_correlations(table, bootstrap=50).iloc[0]
+    data = table[["gradcam_gini", "epsilon_uniform", "logit_margin"]].replace(INF, 1e9)
+    expected = pingouin.partial_corr(
+        data, x="gradcam_gini", y="epsilon_uniform", covar="logit_margin", method="spearman"
+    )
+    assert row["estimate"] == pytest.approx(expected["r"].iloc[0], abs=1e-12)
+    assert row["p_value"] == pytest.approx(expected["p_val"].iloc[0], rel=1e-9)
+
+
+def test_partial_spearman_by_hand_on_five_points():
+    # ranks: x = 1..5, y = 1 3 2 5 4, z = 1..5 -> both residuals of x vanish: undefined
+    x, y, z = np.arange(5.0), np.array([1.0, 3, 2, 5, 4]), np.arange(5.0)
+    assert np.isnan(statistics.partial_spearman(x, y, z))
+    # z constant in rank order of nothing: z ranks = 1 2 3 2 1 (ties averaged: 1.5 3.5 5 3.5 1.5)
+    z = np.array([0.0, 1, 2, 1, 0])
+    rx = np.arange(1.0, 6)
+    ry = scipy.stats.rankdata(y)
+    rz = scipy.stats.rankdata(z)
+    design = np.column_stack([np.ones(5), rz])
+    residual_x = rx - design @ np.linalg.lstsq(design, rx, rcond=None)[0]
+    residual_y = ry - design @ np.linalg.lstsq(design, ry, rcond=None)[0]
+    expected = np.corrcoef(residual_x, residual_y)[0, 1]
+    assert statistics.partial_spearman(x, y, z) == pytest.approx(expected, abs=1e-12)
