@@ -17,7 +17,8 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from robustmap import tables
-from robustmap.aggregate import HEATMAP_KINDS, search_order
+from robustmap.aggregate import CUSTOMARY_STEPS, HEATMAP_KINDS, MIN_CLASS_IMAGES, search_order
+from robustmap.statistics import SIGNIFICANCE
 
 SEARCH_COLOURS = {"uniform": "#0072B2", "object": "#D55E00", "background": "#009E73"}
 CENSORED_COLOUR = "#CC79A7"
@@ -68,9 +69,11 @@ def figure_set(
     per_class_table: pd.DataFrame,
     per_model_table: pd.DataFrame,
     statistics_table: pd.DataFrame,
+    robustness_table: pd.DataFrame,
     *,
     searches: Sequence[str],
     eps_max: float,
+    min_class_images: int = MIN_CLASS_IMAGES,
 ) -> dict[str, Figure]:
     """Every summary figure of the report, keyed by file stem (see :func:`figure_names`)."""
     figures: dict[str, Figure] = {}
@@ -80,7 +83,7 @@ def figure_set(
             per_class_table, search=search, central=BULK_SHARE
         )
         figures[f"class_extremes_{search}"] = class_extremes_figure(
-            per_class_table, search=search, eps_max=eps_max
+            per_class_table, search=search, eps_max=eps_max, min_class_images=min_class_images
         )
     figures["epsilon_ecdf"] = epsilon_ecdf_figure(per_image_table, eps_max=eps_max)
     figures["paired_searches"] = paired_searches_figure(per_image_table)
@@ -89,6 +92,7 @@ def figure_set(
             per_image_table, statistics_table, heatmap=heatmap, eps_max=eps_max
         )
     figures["accuracy"] = accuracy_figure(per_model_table)
+    figures["robustness"] = robustness_figure(robustness_table)
     return figures
 
 
@@ -100,7 +104,7 @@ def figure_names(searches: Sequence[str]) -> list[str]:
         for prefix in ("class_epsilon", "class_bulk", "class_extremes")
     ]
     heatmaps = [f"compactness_{heatmap}" for heatmap in HEATMAP_KINDS]
-    return per_search + ["epsilon_ecdf", "paired_searches", *heatmaps, "accuracy"]
+    return per_search + ["epsilon_ecdf", "paired_searches", *heatmaps, "accuracy", "robustness"]
 
 
 def class_epsilon_figure(
@@ -108,9 +112,10 @@ def class_epsilon_figure(
 ) -> Figure:
     """Mean epsilon (flipped images) of every class, sorted, one panel per model.
 
-    Bars: mean over flipped images; dots: the censoring-aware median; a triangle at the top
-    marks a class whose median is censored. ``central`` (e.g. 0.8) keeps only the central share
-    of the sorted classes, on a linear axis, to show the bulk; otherwise all classes, log axis.
+    Bars: mean over flipped images (hatched and pale: too few images to be ranked); dots: the
+    censoring-aware median; a triangle at the top marks a class whose median is censored.
+    ``central`` (e.g. 0.8) keeps only the central share of the sorted classes, on a linear axis,
+    to show the bulk; otherwise all classes, log axis.
     """
     rows = per_class_table[(per_class_table["search"] == search) & (per_class_table["n"] > 0)]
     models = _models(per_class_table)
@@ -140,7 +145,17 @@ def _class_bars(ax, classes: pd.DataFrame, *, log: bool) -> None:
     mean = classes["mean_flipped"].to_numpy(dtype=float)
     median = classes["median"].to_numpy(dtype=float)
     colour = SEARCH_COLOURS.get(classes["search"].iloc[0], "0.5")
-    ax.bar(x, np.nan_to_num(mean), color=colour, alpha=0.75, label="mean over flipped images")
+    ranked = classes["ranked"].to_numpy(dtype=bool)
+    ax.bar(x[ranked], np.nan_to_num(mean[ranked]), color=colour, alpha=0.75, label="mean (ranked)")
+    if (~ranked).any():
+        ax.bar(
+            x[~ranked],
+            np.nan_to_num(mean[~ranked]),
+            color=colour,
+            alpha=0.3,
+            hatch="///",
+            label="mean (small n, not ranked)",
+        )
     finite = np.isfinite(median)
     ax.plot(x[finite], median[finite], "o", color="black", ms=3, label="median (censoring-aware)")
     if log:
@@ -171,27 +186,39 @@ def _class_ticks(ax, x: np.ndarray, names: list[str]) -> None:
 
 
 def class_extremes_figure(
-    per_class_table: pd.DataFrame, *, search: str, eps_max: float, count: int = TOP_CLASSES
+    per_class_table: pd.DataFrame,
+    *,
+    search: str,
+    eps_max: float,
+    count: int = TOP_CLASSES,
+    min_class_images: int = MIN_CLASS_IMAGES,
 ) -> Figure:
-    """Top-``count`` most sensitive and most robust classes per model (by sensitivity rank).
+    """Top-``count`` most sensitive and most robust *ranked* classes per model.
 
-    Bars: censoring-aware median; whiskers: q25 to q75. Censored quantiles are drawn to
-    ``eps_max`` and the bar is marked as censored.
+    Only classes with at least ``min_class_images`` searched images are ranked (the per-class
+    table's ``ranked``); each panel says how many qualified and how many were left out. Bars:
+    censoring-aware median; whiskers: its bootstrap 95% CI; thin grey line: q25 to q75. Values
+    beyond ``eps_max`` (censored) are drawn at ``eps_max`` and the bar is marked as censored.
     """
-    rows = per_class_table[
-        (per_class_table["search"] == search) & per_class_table["sensitivity_rank"].notna()
-    ]
+    rows = per_class_table[per_class_table["search"] == search]
     models = _models(per_class_table)
-    height = 0.26 * count + 0.9
-    figure = _figure(11, height * max(len(models), 1) + 0.4)
+    height = 0.26 * count + 1.1
+    figure = _figure(11, height * max(len(models), 1) + 0.5)
     axes = figure.subplots(max(len(models), 1), 2, squeeze=False)
-    figure.suptitle(f"Most sensitive and most robust classes, {search} search (median, IQR)")
+    figure.suptitle(
+        f"Most sensitive and most robust classes, {search} search "
+        f"(median with bootstrap 95% CI; ranked: n >= {min_class_images})"
+    )
     for (left, right), model in zip(axes, models, strict=False):
-        ranked = rows[rows["model"] == model].sort_values("sensitivity_rank")
-        sensitive = ranked.head(count)
-        robust = ranked.iloc[::-1].head(count)
-        _extreme_bars(left, sensitive, eps_max=eps_max, title=f"{model}: most sensitive")
-        _extreme_bars(right, robust, eps_max=eps_max, title=f"{model}: most robust")
+        classes = rows[(rows["model"] == model) & (rows["n"] > 0)]
+        ranked = classes[classes["sensitivity_rank"].notna()].sort_values("sensitivity_rank")
+        counts = f"{len(ranked)} of {len(classes)} classes ranked, {len(classes) - len(ranked)} "
+        counts += f"left out (n < {min_class_images})"
+        _extreme_bars(left, ranked.head(count), eps_max=eps_max, title=f"{model}: most sensitive")
+        _extreme_bars(
+            right, ranked.iloc[::-1].head(count), eps_max=eps_max, title=f"{model}: most robust"
+        )
+        left.text(0.0, -0.08, counts, transform=left.transAxes, fontsize=7, va="top")
     if not models:
         _empty(axes[0, 0], "no model")
         axes[0, 1].set_axis_off()
@@ -200,11 +227,13 @@ def class_extremes_figure(
 
 def _extreme_bars(ax, classes: pd.DataFrame, *, eps_max: float, title: str) -> None:
     if classes.empty:
-        _empty(ax, "no class with an epsilon")
+        _empty(ax, "no ranked class")
+        ax.set_title(title, loc="left", fontsize=9)
         return
     y = np.arange(len(classes))[::-1]
     capped = {
-        q: np.minimum(classes[q].to_numpy(dtype=float), eps_max) for q in ("q25", "median", "q75")
+        q: np.minimum(classes[q].to_numpy(dtype=float), eps_max)
+        for q in ("q25", "median", "q75", "median_ci_low", "median_ci_high")
     }
     censored = classes["median_censored"].fillna(False).to_numpy(dtype=bool)
     colours = [
@@ -212,10 +241,14 @@ def _extreme_bars(ax, classes: pd.DataFrame, *, eps_max: float, title: str) -> N
         for c, s in zip(censored, classes["search"], strict=True)
     ]
     ax.barh(y, capped["median"], color=colours, alpha=0.8)
+    ax.hlines(y + 0.3, capped["q25"], capped["q75"], color="0.55", lw=1.0)
     ax.errorbar(
         capped["median"],
         y,
-        xerr=[capped["median"] - capped["q25"], capped["q75"] - capped["median"]],
+        xerr=[
+            capped["median"] - capped["median_ci_low"],
+            capped["median_ci_high"] - capped["median"],
+        ],
         fmt="none",
         ecolor="black",
         elinewidth=0.8,
@@ -227,7 +260,7 @@ def _extreme_bars(ax, classes: pd.DataFrame, *, eps_max: float, title: str) -> N
     ]
     ax.set_yticks(y, labels, fontsize=7)
     ax.set_xscale("log")
-    ax.set_xlabel("minimal epsilon (median, q25-q75)")
+    ax.set_xlabel("minimal epsilon (median, 95% CI; grey: q25-q75)")
     ax.set_title(title, loc="left", fontsize=9)
 
 
@@ -330,13 +363,17 @@ def compactness_figure(
 
     Dots: flipped images, with the least-squares line of log10 epsilon on the score. Triangles
     above ``eps_max``: censored images (not in the line; in Spearman's rho, ranked highest).
-    Panel titles give rho and its bootstrap 95% CI from the statistics table.
+    Panel titles give Spearman's rho and the partial rho given the clean margin, each with its
+    bootstrap 95% CI; ``*`` marks q_bh < 0.05 within the model's family of that test.
     """
     models = _models(per_image_table)
     scores = [c for c in per_image_table.columns if c.startswith(f"{heatmap}_")]
-    figure = _figure(2.3 * max(len(scores), 1), 2.3 * max(len(models), 1) + 0.5)
+    figure = _figure(2.5 * max(len(scores), 1), 2.5 * max(len(models), 1) + 0.5)
     axes = figure.subplots(max(len(models), 1), max(len(scores), 1), squeeze=False)
-    figure.suptitle(f"{heatmap} compactness vs uniform minimal epsilon (log scale)")
+    figure.suptitle(
+        f"{heatmap} compactness vs uniform minimal epsilon (log scale); "
+        f"* q_BH < {SIGNIFICANCE:g}; partial: given the clean logit margin"
+    )
     for row, model in zip(axes, models, strict=False):
         images = per_image_table[per_image_table["model"] == model]
         for ax, score in zip(row, scores, strict=True):
@@ -381,15 +418,26 @@ def _compactness_panel(ax, images: pd.DataFrame, *, score: str, eps_max: float) 
 
 
 def _rho_label(statistics_table: pd.DataFrame, *, model: str, score: str) -> str:
-    rows = statistics_table[
-        (statistics_table["test"] == "compactness_spearman")
-        & (statistics_table["model"] == model)
-        & (statistics_table["a"] == score)
-    ]
-    if rows.empty or not np.isfinite(rows["estimate"].iloc[0]):
-        return "rho: n/a"
-    row = rows.iloc[0]
-    return f"rho {row['estimate']:+.2f} [{row['ci_low']:+.2f}, {row['ci_high']:+.2f}]"
+    """Raw and margin-controlled rho with CIs; ``*`` marks q_bh < :data:`SIGNIFICANCE`."""
+    parts = []
+    for test, name in (
+        ("compactness_spearman", "rho"),
+        ("compactness_partial_spearman", "partial"),
+    ):
+        rows = statistics_table[
+            (statistics_table["test"] == test)
+            & (statistics_table["model"] == model)
+            & (statistics_table["a"] == score)
+        ]
+        if rows.empty or not np.isfinite(rows["estimate"].iloc[0]):
+            parts.append(f"{name}: n/a")
+            continue
+        row = rows.iloc[0]
+        mark = "*" if row["q_bh"] < SIGNIFICANCE else ""
+        parts.append(
+            f"{name} {row['estimate']:+.2f}{mark} [{row['ci_low']:+.2f}, {row['ci_high']:+.2f}]"
+        )
+    return "\n".join(parts)
 
 
 def accuracy_figure(per_model_table: pd.DataFrame) -> Figure:
@@ -435,6 +483,40 @@ def _search_cell(rows: pd.DataFrame) -> str:
     row = rows.iloc[0]
     median = "censored" if row["median_censored"] else f"{row['median']:.4g}"
     return f"{median} ({row['n_flipped']}/{row['n_censored']})"
+
+
+def robustness_figure(robustness_table: pd.DataFrame) -> Figure:
+    """Robustness curves: share of scoreable images surviving each step, one panel per search.
+
+    Lines: models, with their bootstrap 95% bands; dotted verticals: the customary steps
+    1/255 .. 8/255. A curve starts at clean top-1 accuracy and falls as steps grow.
+    """
+    kinds = search_order(robustness_table["search"].unique())
+    figure = _figure(3.8 * max(len(kinds), 1), 3.4)
+    axes = figure.subplots(1, max(len(kinds), 1), squeeze=False)[0]
+    figure.suptitle("Robustness curves: share of images correct and not flipped by any step <= x")
+    colours = matplotlib.colormaps["tab10"]
+    for ax, kind in zip(axes, kinds, strict=False):
+        for number, model in enumerate(_models(robustness_table)):
+            rows = robustness_table[
+                (robustness_table["search"] == kind) & (robustness_table["model"] == model)
+            ]
+            colour = colours(number % 10)
+            ax.plot(rows["epsilon"], rows["share"], color=colour, lw=1.4, label=model)
+            ax.fill_between(
+                rows["epsilon"], rows["ci_low"], rows["ci_high"], color=colour, alpha=0.2
+            )
+        for step in CUSTOMARY_STEPS.values():
+            ax.axvline(step, color="0.6", lw=0.6, ls=":")
+        ax.set_xscale("log")
+        ax.set_ylim(0, 1.02)
+        ax.set_xlabel("FGSM step (epsilon)")
+        ax.set_ylabel("share surviving")
+        ax.set_title(f"{kind} search", loc="left")
+        ax.legend(fontsize=7, frameon=False)
+    if not kinds:
+        _empty(axes[0], "no search")
+    return figure
 
 
 def select_heatmaps(

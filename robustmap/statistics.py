@@ -387,6 +387,12 @@ def adjust_families(table: pd.DataFrame) -> pd.DataFrame:
     return table[list(COLUMNS)]
 
 
+def marked(table: pd.DataFrame) -> pd.DataFrame:
+    """The table with a last column ``q_bh < 0.05``: ``*`` on rows significant within family."""
+    significant = table["q_bh"].lt(SIGNIFICANCE).to_numpy()
+    return table.assign(**{f"q_bh < {SIGNIFICANCE:g}": np.where(significant, "*", "")})
+
+
 def _row(key: tuple, *, n: int, note: str) -> dict:
     model, test, a, b = key
     return {column: np.nan for column in _FLOAT_COLUMNS} | {

@@ -28,6 +28,7 @@ SUMMARY_FIGURES = {
         "saliency compactness vs epsilon",
     ),
     "accuracy": ("Accuracy", "Table", "clean accuracy per model"),
+    "robustness": ("Distributions", "Robustness curves", "share surviving each step"),
 }
 
 
@@ -65,6 +66,7 @@ rule aggregate:
         per_class="results/tables/per_class.parquet",
         per_model="results/tables/per_model.parquet",
         statistics="results/tables/statistics.parquet",
+        robustness="results/tables/robustness.parquet",
         per_model_html=report(
             "results/tables/per_model.html",
             caption="../report/per_model.rst",
@@ -79,6 +81,17 @@ rule aggregate:
             subcategory="Statistics",
             labels={"table": "statistics", "model": "all", "search": "all"},
         ),
+        robustness_html=report(
+            "results/tables/robustness.html",
+            caption="../report/robustness_table.rst",
+            category="Tables",
+            subcategory="Robustness",
+            labels={
+                "table": "robustness at customary steps",
+                "model": "all",
+                "search": "all",
+            },
+        ),
     log:
         "logs/aggregate.log",
     conda:
@@ -86,6 +99,8 @@ rule aggregate:
     params:
         models=MODELS,
         statistics=canonical(config["statistics"]),
+        min_class_images=config["report"]["min_class_images"],
+        eps_max=config["search"]["eps_max"],
     script:
         "../scripts/aggregate.py"
 
@@ -96,6 +111,7 @@ rule figures:
         per_class=rules.aggregate.output.per_class,
         per_model=rules.aggregate.output.per_model,
         statistics=rules.aggregate.output.statistics,
+        robustness=rules.aggregate.output.robustness,
     output:
         **FIGURE_OUTPUTS,
         done="results/figures/done.json",
@@ -106,6 +122,7 @@ rule figures:
     params:
         searches=SEARCH_KINDS,
         eps_max=config["search"]["eps_max"],
+        min_class_images=config["report"]["min_class_images"],
     script:
         "../scripts/figures.py"
 

@@ -23,13 +23,21 @@ per_image = aggregate.per_image(
     by_model["compactness"],
 )
 per_model = aggregate.per_model(per_image, accuracy)
-tests = statistics.statistics_table(
-    per_image, bootstrap=sm.params.statistics["bootstrap"], seed=sm.params.statistics["seed"]
+resampling = {key: sm.params.statistics[key] for key in ("bootstrap", "seed")}
+tests = statistics.statistics_table(per_image, **resampling)
+per_class = aggregate.per_class(
+    per_image, min_class_images=sm.params.min_class_images, **resampling
 )
+robustness = aggregate.robustness(per_image, eps_max=sm.params.eps_max, **resampling)
 tables.write_parquet(sm.output.per_image, per_image)
-tables.write_parquet(sm.output.per_class, aggregate.per_class(per_image))
+tables.write_parquet(sm.output.per_class, per_class)
 tables.write_parquet(sm.output.per_model, per_model)
 tables.write_parquet(sm.output.statistics, tests)
-html = {"per_model_html": (per_model, "Per model and search"), "statistics_html": (tests, "Tests")}
+tables.write_parquet(sm.output.robustness, robustness)
+html = {
+    "per_model_html": (per_model, "Per model and search"),
+    "statistics_html": (statistics.marked(tests), "Tests (* q_bh < 0.05 within the family)"),
+    "robustness_html": (robustness[robustness["customary"]], "Share surviving each step"),
+}
 for key, (frame, title) in html.items():
     tables.write_bytes(sm.output[key], figures.html_table(frame, title=title).encode())

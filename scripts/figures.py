@@ -12,8 +12,10 @@ drawn = figures.figure_set(
     tables.read_parquet(sm.input.per_class),
     tables.read_parquet(sm.input.per_model),
     tables.read_parquet(sm.input.statistics),
+    tables.read_parquet(sm.input.robustness),
     searches=sm.params.searches,
     eps_max=sm.params.eps_max,
+    min_class_images=sm.params.min_class_images,
 )
 listing = {}
 for name, figure in drawn.items():

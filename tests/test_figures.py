@@ -19,9 +19,10 @@ def study_tables():
     per_image = aggregate.per_image(labels, predictions, epsilons, compactness)
     return (
         per_image,
-        aggregate.per_class(per_image),
+        aggregate.per_class(per_image, min_class_images=4, bootstrap=100),
         aggregate.per_model(per_image, accuracy),
         statistics.statistics_table(per_image, bootstrap=100),
+        aggregate.robustness(per_image, eps_max=1.0, bootstrap=100),
     )
 
 
@@ -52,7 +53,7 @@ def test_every_figure_is_written_and_stable(study_tables, tmp_path):
 
 
 def test_figures_survive_a_model_without_any_epsilon(study_tables, tmp_path):
-    per_image, per_class, per_model, tests = study_tables
+    per_image, per_class, per_model, tests, _ = study_tables
     blank = per_image.copy()
     blank.loc[blank["model"] == "m2", [f"epsilon_{k}" for k in SEARCHES]] = np.nan
     blank.loc[blank["model"] == "m2", [f"search_status_{k}" for k in SEARCHES]] = None
@@ -61,11 +62,31 @@ def test_figures_survive_a_model_without_any_epsilon(study_tables, tmp_path):
         aggregate.per_class(blank),
         per_model,
         statistics.statistics_table(blank, bootstrap=100),
+        aggregate.robustness(blank, eps_max=1.0, bootstrap=100),
         searches=SEARCHES,
         eps_max=1.0,
     )
     for name, figure in drawn.items():
         assert figures.save_figure(figure, tmp_path / f"{name}.png").stat().st_size > 0
+
+
+def test_class_extremes_rank_only_classes_with_enough_images(study_tables):
+    per_class = aggregate.per_class(study_tables[0], min_class_images=6, bootstrap=100)
+    rows = per_class[(per_class["search"] == "uniform") & (per_class["model"] == "m1")]
+    figure = figures.class_extremes_figure(
+        per_class, search="uniform", eps_max=1.0, count=3, min_class_images=6
+    )
+    sensitive = figure.axes[0]
+    shown = [label.get_text().split(" (n=")[0] for label in sensitive.get_yticklabels()]
+    ranked = rows[rows["ranked"]].sort_values("sensitivity_rank")["class_name"].head(3)
+    assert shown == ranked.tolist()  # rank 1 first (drawn at the top)
+    small = (rows["n"] > 0) & ~rows["ranked"]
+    assert small.any() and rows["ranked"].sum() >= 3  # both kinds occur in the synthetic study
+    counts = sensitive.texts[-1].get_text()
+    assert counts == (
+        f"{int(rows['ranked'].sum())} of {int((rows['n'] > 0).sum())} classes ranked, "
+        f"{int(small.sum())} left out (n < 6)"
+    )
 
 
 def test_html_table_is_a_page_with_every_row(study_tables):

@@ -4,8 +4,8 @@ import math
 
 import numpy as np
 import pandas as pd
-import pytest
 import pingouin
+import pytest
 import scipy.stats
 import statsmodels.stats.multitest
 from test_aggregate import synthetic_study
