@@ -22,21 +22,14 @@ import numpy as np
 import pandas as pd
 
 from robustmap.bootstrap import resampled, seeded_generator
+from robustmap.kinds import HEATMAP_KINDS, SEARCH_KINDS, search_order
 
-SEARCH_KINDS = ("uniform", "object", "background")
-HEATMAP_KINDS = ("gradcam", "saliency")
 AGREEMENT_COLUMNS = ("spearman", "iou_top20")
 SEARCH_FIELDS = ("epsilon", "status", "adversarial_label", "forward_passes", "non_monotone")
 PREDICTION_FIELDS = ("top1", "top2", "top3", "top4", "top5", "logit_margin", "correct", "in_top5")
 MIN_CLASS_IMAGES = 5  # default of report.min_class_images: fewer searched images, no rank
 CUSTOMARY_STEPS = {"1/255": 1 / 255, "2/255": 2 / 255, "4/255": 4 / 255, "8/255": 8 / 255}
 ROBUSTNESS_GRID = (1e-4, 41)  # the curve's log grid: from 1e-4 to eps_max, this many points
-
-
-def search_order(kinds: Sequence[str]) -> list[str]:
-    """Search kinds in the study's order (uniform, object, background), unknown kinds last."""
-    known = [kind for kind in SEARCH_KINDS if kind in set(kinds)]
-    return known + sorted(set(kinds) - set(SEARCH_KINDS))
 
 
 def merge_searches(shard_tables: Sequence[pd.DataFrame], shards: pd.DataFrame) -> pd.DataFrame:
@@ -49,8 +42,8 @@ def merge_searches(shard_tables: Sequence[pd.DataFrame], shards: pd.DataFrame) -
             image order of the result.
 
     Returns:
-        The rows sorted by search kind (uniform, object, background) and then by shard-table
-        image order, index reset. Censored rows are kept as they are.
+        The rows sorted by search kind (:data:`robustmap.kinds.SEARCH_KINDS`), then by
+        shard-table image order, index reset. Censored rows are kept as they are.
 
     Raises:
         ValueError: some shard image lacks a row for a search kind present in the tables, has

@@ -69,6 +69,8 @@ COLUMNS = (
     "bbox_y0",
     "bbox_x1",
     "bbox_y1",
+    "box_status",
+    "box_reason",
 )
 _INT_COLUMNS = (
     "imagenet_index",
@@ -234,7 +236,8 @@ class _Annotation:
     line: int  # 1-based line number in val_annotations.txt
     file: str
     wnid: str
-    bbox: tuple[int, int, int, int]
+    bbox: tuple[int, int, int, int] | None  # None: no box, or one that is not four integers
+    box_problem: str = ""  # why ``bbox`` is None
 
 
 @dataclass(frozen=True)
@@ -259,18 +262,42 @@ def _parse_annotations(path: Path) -> tuple[list[_Annotation], list[_MalformedLi
 
 
 def _parse_line(number: int, text: str) -> _Annotation | _MalformedLine:
+    """One annotation line: ``file, wnid`` and, normally, the box ``x0, y0, x1, y1``.
+
+    A line without a box (two fields) or with a box that is not four integers still labels its
+    image: only the box is missing, and the reason travels with the annotation.
+    """
     fields = text.split("\t")
-    if len(fields) != 6:
-        return _MalformedLine(number, text, f"expected 6 tab-separated fields, got {len(fields)}")
+    if len(fields) not in (2, 6):
+        return _MalformedLine(
+            number, text, f"expected 6 tab-separated fields (or 2 without a box), got {len(fields)}"
+        )
     file, wnid, *box = (field.strip() for field in fields)
     if not file or "/" in file or "\\" in file or file in {".", ".."}:
         return _MalformedLine(number, text, f"file field {file!r} is not a plain file name")
     if not _WNID_PATTERN.fullmatch(wnid):
         return _MalformedLine(number, text, f"wnid field {wnid!r} is not a WordNet id")
+    if not box:
+        return _Annotation(number, file, wnid, None, f"line {number} gives no bounding box")
     if not all(re.fullmatch(r"-?\d+", value) for value in box):
-        return _MalformedLine(number, text, f"bounding box {box} is not four integers")
+        problem = f"bounding box {box} on line {number} is not four integers"
+        return _Annotation(number, file, wnid, None, problem)
     x0, y0, x1, y1 = (int(value) for value in box)
     return _Annotation(number, file, wnid, (x0, y0, x1, y1))
+
+
+def box_problem(bbox: tuple[int, int, int, int] | None, width: int, height: int) -> str:
+    """Why an inclusive ``(x0, y0, x1, y1)`` box (x = column) does not fit a width x height
+    image; empty when it does."""
+    if bbox is None:
+        return "no bounding box"
+    x0, y0, x1, y1 = bbox
+    if not (0 <= x0 <= x1 < width and 0 <= y0 <= y1 < height):
+        return (
+            f"bounding box ({x0}, {y0}, {x1}, {y1}) is not inside the {width}x{height} image "
+            "with x0 <= x1 and y0 <= y1"
+        )
+    return ""
 
 
 def _read_words(root: Path) -> dict[str, str]:
@@ -318,8 +345,13 @@ def label_table(root: str | os.PathLike) -> pd.DataFrame:
     ``imagenet_index`` (Int64, <NA> outside ImageNet-1k), ``status``, ``reason``,
     ``annotation_line`` (1-based line in ``val_annotations.txt``, <NA> for unannotated files),
     ``file_bytes``, ``format`` (as decoded, e.g. ``PNG`` for PNG bytes in a ``.JPEG`` file),
-    ``mode`` (original PIL mode), ``width``, ``height``, ``bbox_x0..bbox_y1`` (Int64). Missing
-    text is ``""``, missing integers are <NA>.
+    ``mode`` (original PIL mode), ``width``, ``height``, ``bbox_x0..bbox_y1`` (Int64, inclusive
+    pixel coordinates, x = column), ``box_status`` and ``box_reason``: ``ok`` (four integers
+    with 0 <= x0 <= x1 < width and 0 <= y0 <= y1 < height), ``invalid`` (integers that break
+    that rule; kept in the bbox columns to be inspected), ``missing`` (no box, or one that is not
+    four integers: bbox columns <NA>), ``unchecked`` (no decoded image to check against). A box
+    problem never changes an image's ``status``: the image is measured by everything that needs
+    no box. Missing text is ``""``, missing integers are <NA>.
 
     Rows are sorted by ``image_id`` in natural order (``val_2`` before ``val_10``), then by
     annotation line, so the table does not depend on directory listing order or on ``root``.
@@ -367,7 +399,7 @@ def _label_columns(wnid: str, words: dict[str, str]) -> dict:
 
 
 def _annotation_columns(annotation: _Annotation, words: dict[str, str]) -> dict:
-    x0, y0, x1, y1 = annotation.bbox
+    x0, y0, x1, y1 = annotation.bbox or (None,) * 4
     return {
         **_label_columns(annotation.wnid, words),
         "annotation_line": annotation.line,
@@ -375,7 +407,19 @@ def _annotation_columns(annotation: _Annotation, words: dict[str, str]) -> dict:
         "bbox_y0": y0,
         "bbox_x1": x1,
         "bbox_y1": y1,
+        "box_status": "unchecked",
+        "box_reason": annotation.box_problem or "no decoded image to check the box against",
     }
+
+
+def _box_columns(annotation: _Annotation | None, width: int, height: int) -> dict:
+    """``box_status`` (ok, missing, invalid) and ``box_reason`` of a decoded image's box."""
+    if annotation is None:
+        return {"box_status": "missing", "box_reason": "no annotation line"}
+    if annotation.bbox is None:
+        return {"box_status": "missing", "box_reason": annotation.box_problem}
+    problem = box_problem(annotation.bbox, width, height)
+    return {"box_status": "invalid" if problem else "ok", "box_reason": problem}
 
 
 def _file_row(root: Path, name: str, annotation: _Annotation | None, words: dict) -> dict:
@@ -389,6 +433,7 @@ def _file_row(root: Path, name: str, annotation: _Annotation | None, words: dict
         with _decoded(path) as image:
             row.update(format=image.format or "", mode=image.mode, width=image.width)
             row["height"] = image.height
+            row.update(_box_columns(annotation, image.width, image.height))
             _rgb_array(image)  # a mode PIL cannot convert makes the file unreadable here
             conversion = "" if image.mode == "RGB" else _conversion_reason(image)
     except UnreadableImageError as error:
@@ -460,4 +505,7 @@ def _frame(rows: list[dict]) -> pd.DataFrame:
         )
     for column in set(COLUMNS) - set(_INT_COLUMNS):
         frame[column] = frame[column].fillna("").astype(str)
+    no_box = frame["box_status"] == ""
+    frame.loc[no_box, "box_status"] = "missing"
+    frame.loc[no_box, "box_reason"] = "no parseable annotation line"
     return frame

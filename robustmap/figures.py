@@ -17,10 +17,10 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from robustmap import tables
-from robustmap.aggregate import CUSTOMARY_STEPS, HEATMAP_KINDS, MIN_CLASS_IMAGES, search_order
+from robustmap.aggregate import CUSTOMARY_STEPS, MIN_CLASS_IMAGES
+from robustmap.kinds import HEATMAP_KINDS, SEARCH_COLOURS, search_order
 from robustmap.statistics import SIGNIFICANCE
 
-SEARCH_COLOURS = {"uniform": "#0072B2", "object": "#D55E00", "background": "#009E73"}
 CENSORED_COLOUR = "#CC79A7"
 FORMATS = ("png", "svg")
 DPI = 120

@@ -1,13 +1,14 @@
-"""The study's tests, with uncertainty: paired searches, compactness vs robustness, model pairs.
+"""The study's tests, with uncertainty and multiple-testing control.
 
 Every function reads the per-image table of :func:`robustmap.aggregate.per_image` and returns rows
 of one long, tidy table (:data:`COLUMNS`):
 
-``model, test, a, b, n, statistic, p_value, estimate, ci_low, ci_high, note``
+``model, test, a, b, search, control, n, statistic, p_value, estimate, ci_low, ci_high,
+family, p_holm, q_bh, note``
 
 Tests
 -----
-``search_pair`` (per model; a, b = two search kinds)
+``search_pair`` (per model; a, b = two search kinds of :data:`robustmap.kinds.SEARCH_PAIRS`)
     Wilcoxon signed-rank test on ``log eps_a - log eps_b`` over the images flipped in both
     searches (two-sided, zero differences dropped, scipy's exact distribution for small samples
     without ties). ``estimate`` is the median of the ratio ``eps_a / eps_b`` with a percentile
@@ -18,10 +19,19 @@ Tests
     images with both. Censored epsilons are *kept*: they rank above every flipped image (ties
     among them share the average rank), which is exactly what "not flipped up to eps_max" says
     about their order. ``estimate`` is rho with a percentile bootstrap 95% CI over images.
-``model_pair`` (model = ``all``; a, b = two models)
-    Wilcoxon signed-rank test on ``log eps_a - log eps_b`` of the uniform epsilons of the images
-    that every model classified correctly, restricted to those flipped under both models;
-    ``estimate`` is the median ratio ``eps_a / eps_b`` with its bootstrap CI.
+``compactness_partial_spearman`` (as above, ``control`` = ``clean_margin``)
+    The same correlation given the clean logit margin (:func:`partial_spearman`): to first order
+    the minimal epsilon is the margin over the rate at which the step erodes it, so a score that
+    tracks the margin correlates with epsilon for that reason alone. p-value: t-test of the
+    partial correlation with n - 3 degrees of freedom.
+``model_pair`` (model = ``all``; a, b = two models; one set per search)
+    Wilcoxon signed-rank test on ``log eps_a - log eps_b`` of one search's epsilons of the
+    images that every model classified correctly, restricted to those flipped under both
+    models; ``estimate`` is the median ratio ``eps_a / eps_b`` with its bootstrap CI.
+
+Multiple testing: every row belongs to a ``family`` (:func:`family_of`: one test type for one
+model; model pairs one family per search), and rows with a p-value get ``p_holm`` (Holm) and
+``q_bh`` (Benjamini-Hochberg) within it (:func:`adjust_families`).
 
 Reproducibility: each row's bootstrap draws from its own generator seeded by ``seed`` and a CRC-32
 of the row's (model, test, a, b), so a row does not change when models or tests are added.
@@ -35,8 +45,9 @@ import numpy as np
 import pandas as pd
 import scipy.stats
 
-from robustmap.aggregate import AGREEMENT_COLUMNS, HEATMAP_KINDS, SEARCH_KINDS
+from robustmap.aggregate import AGREEMENT_COLUMNS
 from robustmap.bootstrap import bootstrap_ci, seeded_generator
+from robustmap.kinds import HEATMAP_KINDS, SEARCH_KINDS, SEARCH_PAIRS
 
 COLUMNS = (
     "model",
@@ -57,7 +68,6 @@ COLUMNS = (
     "note",
 )
 _FLOAT_COLUMNS = ("statistic", "p_value", "estimate", "ci_low", "ci_high", "p_holm", "q_bh")
-SEARCH_PAIRS = (("object", "uniform"), ("background", "uniform"), ("object", "background"))
 MARGIN_CONTROL = "clean_margin"  # the per-image table's ``logit_margin`` under its study name
 SIGNIFICANCE = 0.05  # figures and the report mark rows with q_bh below this
 

@@ -224,7 +224,47 @@ def test_reasons_explain_each_status(table):
     )
     malformed = table[table["status"] == "malformed"]
     assert sorted(malformed["annotation_line"]) == [13, 16]
-    assert "expected 6 tab-separated fields, got 4" in _row(table, "val_12", "malformed")["reason"]
+    assert (
+        "6 tab-separated fields (or 2 without a box), got 4"
+        in (_row(table, "val_12", "malformed")["reason"])
+    )
+
+
+def _box_fixture(root, lines):
+    images = root / "val" / "images"
+    images.mkdir(parents=True)
+    for k in range(len(lines)):
+        (images / f"b_{k}.JPEG").write_bytes(_jpeg("RGB", RED, size=(20, 10)))
+    (root / "val" / "val_annotations.txt").write_text(
+        "".join(f"b_{k}.JPEG\t{BATHTUB}{box}\n" for k, box in enumerate(lines))
+    )
+    return label_table(root).set_index("image_id")
+
+
+def test_every_box_is_validated_and_a_bad_box_keeps_its_image(tmp_path):
+    table = _box_fixture(
+        tmp_path,
+        [
+            "\t0\t0\t19\t9",  # the whole 20x10 frame: ok
+            "\t5\t2\t4\t8",  # x0 > x1
+            "\t0\t0\t20\t9",  # x1 = width: outside the frame
+            "\t0\t-1\t3\t3",  # negative
+            "\ta\t0\t3\t3",  # not an integer
+            "",  # no box at all
+        ],
+    )
+    assert table["status"].tolist() == ["ok"] * 6  # every image is still measured
+    assert table["box_status"].tolist() == ["ok", "invalid", "invalid", "invalid"] + ["missing"] * 2
+    assert table.loc["b_0", "box_reason"] == ""
+    for image_id in ("b_1", "b_2", "b_3"):
+        assert "is not inside the 20x10 image" in table.loc[image_id, "box_reason"]
+    assert table.loc["b_1", ["bbox_x0", "bbox_x1"]].tolist() == [5, 4]  # kept for inspection
+    assert (
+        table.loc["b_4", "box_reason"]
+        == "bounding box ['a', '0', '3', '3'] on line 5 is not four integers"
+    )
+    assert pd.isna(table.loc["b_4", "bbox_x0"])
+    assert table.loc["b_5", "box_reason"] == "line 6 gives no bounding box"
 
 
 def test_imagenet_labels_and_class_names(table):

@@ -1,0 +1,126 @@
+"""Does the model look where a human would? Heatmaps scored against human bounding boxes.
+
+Pure numpy: every function takes heatmaps ``[N, H, W]`` (negative values clipped to 0: only
+evidence *for* the class counts) and boxes ``[N, 4]`` as ``(x0, y0, x1, y1)``, inclusive pixel
+coordinates with x the column, as Tiny-ImageNet's ``val_annotations.txt`` writes them.
+
+Scores (one row per image):
+
+``pointing_hit``
+    The pointing game: 1 when a maximum-heat pixel (any of them, on ties) lies in the box grown
+    by ``tolerance`` pixels on every side, else 0; nan for an all-zero map (no maximum to point).
+``energy_in_box``
+    Heat inside the box over all heat; nan for an all-zero map. Its chance level is
+    ``box_fraction``: a uniform map puts exactly that share inside.
+``rank_accuracy``
+    Of the K = box-area hottest pixels, the share inside the box. Ties at the K-th value are
+    shared out in proportion (the expectation over random tie-breaking), so the score does not
+    depend on pixel order: a uniform map scores ``box_fraction``.
+``auc``
+    ROC AUC of heat as a score for box membership, ties counted half (the Mann-Whitney U over
+    n_in x n_out); 0.5 is chance, nan when the box covers the whole image.
+``box_fraction``
+    Box area over image area: the chance level of ``energy_in_box`` and of ``pointing_hit``
+    (tolerance 0).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import scipy.stats
+
+SCORES = ("pointing_hit", "energy_in_box", "rank_accuracy", "auc", "box_fraction")
+HEATMAP_SCORES = SCORES[:-1]  # box_fraction describes the box, not the heatmap
+
+
+def localisation_scores(
+    heatmaps: np.ndarray, boxes: np.ndarray, *, tolerance: int = 0
+) -> pd.DataFrame:
+    """Localisation scores of every heatmap against its box: one row per image, :data:`SCORES`.
+
+    Args:
+        heatmaps: float [N, H, W]; negative values are clipped to 0.
+        boxes: int [N, 4] ``(x0, y0, x1, y1)``, inclusive, x = column, each inside the frame.
+        tolerance: pixels added to every side of the box for the pointing game only.
+
+    Raises:
+        ValueError: shapes disagree, or a box is empty, reversed or outside the frame.
+    """
+    heatmaps = np.clip(np.asarray(heatmaps, dtype=np.float64), 0.0, None)
+    boxes = np.asarray(boxes)
+    _check(heatmaps, boxes, tolerance)
+    inside = box_masks(boxes, heatmaps.shape[1:])
+    grown = box_masks(grow(boxes, tolerance, heatmaps.shape[1:]), heatmaps.shape[1:])
+    rows = [
+        _scores(heat, box, near) for heat, box, near in zip(heatmaps, inside, grown, strict=True)
+    ]
+    return pd.DataFrame(rows, columns=list(SCORES)).astype("float64")
+
+
+def box_masks(boxes: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Boolean [N, H, W] masks of inclusive ``(x0, y0, x1, y1)`` boxes."""
+    height, width = shape
+    rows = np.arange(height)[None, :, None]
+    columns = np.arange(width)[None, None, :]
+    x0, y0, x1, y1 = (np.asarray(boxes)[:, k, None, None] for k in range(4))
+    return (rows >= y0) & (rows <= y1) & (columns >= x0) & (columns <= x1)
+
+
+def grow(boxes: np.ndarray, pixels: int, shape: tuple[int, int]) -> np.ndarray:
+    """Boxes grown by ``pixels`` on every side, clipped to the frame."""
+    height, width = shape
+    low = np.maximum(np.asarray(boxes)[:, :2] - pixels, 0)
+    high = np.minimum(np.asarray(boxes)[:, 2:] + pixels, [width - 1, height - 1])
+    return np.concatenate([low, high], axis=1)
+
+
+def _check(heatmaps: np.ndarray, boxes: np.ndarray, tolerance: int) -> None:
+    if heatmaps.ndim != 3 or boxes.shape != (len(heatmaps), 4):
+        raise ValueError(
+            f"expected heatmaps [N, H, W] and boxes [N, 4], got {heatmaps.shape} and {boxes.shape}"
+        )
+    if tolerance < 0:
+        raise ValueError(f"tolerance must be >= 0, got {tolerance}")
+    height, width = heatmaps.shape[1:]
+    x0, y0, x1, y1 = boxes.T
+    bad = ~((0 <= x0) & (x0 <= x1) & (x1 < width) & (0 <= y0) & (y0 <= y1) & (y1 < height))
+    if bad.any():
+        first = int(np.flatnonzero(bad)[0])
+        raise ValueError(
+            f"{int(bad.sum())} boxes are empty or outside the {width}x{height} frame, e.g. "
+            f"row {first}: {boxes[first].tolist()}"
+        )
+
+
+def _scores(heat: np.ndarray, inside: np.ndarray, near: np.ndarray) -> dict[str, float]:
+    total = heat.sum()
+    blank = total == 0  # no heat: nothing is pointed at, no energy to share out
+    return {
+        "pointing_hit": np.nan if blank else float(near[heat == heat.max()].any()),
+        "energy_in_box": np.nan if blank else heat[inside].sum() / total,
+        "rank_accuracy": _rank_accuracy(heat, inside),
+        "auc": _auc(heat, inside),
+        "box_fraction": inside.mean(),
+    }
+
+
+def _rank_accuracy(heat: np.ndarray, inside: np.ndarray) -> float:
+    """Share inside the box of the K hottest pixels, K = box area, ties shared out evenly."""
+    k = int(inside.sum())
+    threshold = np.sort(heat, axis=None)[::-1][k - 1]
+    above = heat > threshold
+    tied = heat == threshold
+    slots = k - int(above.sum())  # how many of the tied pixels make the top K
+    tied_inside_share = (tied & inside).sum() / tied.sum()
+    return float(((above & inside).sum() + slots * tied_inside_share) / k)
+
+
+def _auc(heat: np.ndarray, inside: np.ndarray) -> float:
+    """P(heat inside > heat outside) + half P(equal), from average ranks."""
+    n_in, n_out = int(inside.sum()), int((~inside).sum())
+    if n_out == 0:
+        return np.nan
+    ranks = scipy.stats.rankdata(heat, axis=None).reshape(heat.shape)
+    u = ranks[inside].sum() - n_in * (n_in + 1) / 2
+    return float(u / (n_in * n_out))
