@@ -23,6 +23,7 @@ import pandas as pd
 
 from robustmap.bootstrap import resampled, seeded_generator
 from robustmap.kinds import HEATMAP_KINDS, SEARCH_KINDS, search_order
+from robustmap.localisation import SCORES as LOCALISATION_SCORES
 
 AGREEMENT_COLUMNS = ("spearman", "iou_top20")
 SEARCH_FIELDS = ("epsilon", "status", "adversarial_label", "forward_passes", "non_monotone")
@@ -108,6 +109,7 @@ def per_image(
     predictions_by_model: Mapping[str, pd.DataFrame],
     epsilons_by_model: Mapping[str, pd.DataFrame],
     compactness_by_model: Mapping[str, pd.DataFrame],
+    localisation_by_model: Mapping[str, pd.DataFrame] | None = None,
 ) -> pd.DataFrame:
     """One row per model and label-table row: label, prediction, epsilons and compactness.
 
@@ -116,7 +118,9 @@ def per_image(
     ``search_status_<kind>``, ``adversarial_label_<kind>``, ``forward_passes_<kind>`` and
     ``non_monotone_<kind>`` (null where the image was not searched); for each heatmap kind and
     compactness score ``<heatmap>_<score>`` (e.g. ``gradcam_gini``), plus the saliency-vs-Grad-CAM
-    agreement ``heatmap_spearman`` and ``heatmap_iou_top20``.
+    agreement ``heatmap_spearman`` and ``heatmap_iou_top20``; with ``localisation_by_model``, each
+    localisation score against the human box as ``loc_<heatmap>_<score>`` (e.g.
+    ``loc_gradcam_energy_in_box``) and ``loc_box_fraction``.
 
     Models are sorted by name, rows within a model keep the label-table order.
     """
@@ -127,6 +131,9 @@ def per_image(
         rows = _join(rows, _prediction_columns(predictions_by_model[model]), model)
         rows = _join(rows, _search_columns(epsilons_by_model.get(model)), model)
         rows = _join(rows, _compactness_columns(compactness_by_model.get(model)), model)
+        if localisation_by_model is not None:
+            found = localisation_by_model.get(model)
+            rows = _join(rows, _localisation_columns(found), model)
         parts.append(rows)
     if not parts:
         return labels.iloc[:0].assign(model=pd.Series(dtype=object))
@@ -208,6 +215,27 @@ def _compactness_columns(compactness: pd.DataFrame | None) -> pd.DataFrame:
             validate="one_to_one",
         )
     return wide
+
+
+def _localisation_columns(localisation: pd.DataFrame | None) -> pd.DataFrame:
+    """Localisation rows (one per image and heatmap) pivoted to ``loc_<heatmap>_<score>``."""
+    wide = pd.DataFrame({"image_id": pd.Series(dtype=object)})
+    if localisation is None or localisation.empty:
+        return wide
+    scores = [s for s in LOCALISATION_SCORES if s != "box_fraction"]
+    for heatmap in HEATMAP_KINDS:
+        rows = localisation[localisation["heatmap"] == heatmap]
+        renamed = rows[["image_id", *scores]].rename(
+            columns={score: f"loc_{heatmap}_{score}" for score in scores}
+        )
+        wide = wide.merge(renamed, on="image_id", how="outer", validate="one_to_one")
+    fraction = localisation[["image_id", "box_fraction"]].drop_duplicates("image_id")
+    return wide.merge(
+        fraction.rename(columns={"box_fraction": "loc_box_fraction"}),
+        on="image_id",
+        how="left",
+        validate="one_to_one",
+    )
 
 
 def long_epsilons(per_image_table: pd.DataFrame) -> pd.DataFrame:

@@ -31,6 +31,8 @@ import pandas as pd
 import scipy.stats
 
 SCORES = ("pointing_hit", "energy_in_box", "rank_accuracy", "auc", "box_fraction")
+TABLE_COLUMNS = ("image_id", "heatmap", "status", *SCORES)
+NO_BOX = "no_box"  # the image has no valid human box: its scores are undefined (nan)
 HEATMAP_SCORES = SCORES[:-1]  # box_fraction describes the box, not the heatmap
 
 
@@ -58,6 +60,37 @@ def localisation_scores(
     return pd.DataFrame(rows, columns=list(SCORES)).astype("float64")
 
 
+def localisation_table(
+    image_ids: np.ndarray,
+    maps: dict[str, np.ndarray],
+    boxes: np.ndarray,
+    valid: np.ndarray,
+    *,
+    tolerance: int = 0,
+) -> pd.DataFrame:
+    """One row per image and heatmap kind: ``image_id, heatmap, status`` and :data:`SCORES`.
+
+    Args:
+        image_ids: [N]; maps: heatmap kind -> [N, H, W]; boxes: [N, 4] in the maps' frame;
+        valid: [N] bool, False where the image has no valid box (status :data:`NO_BOX`, every
+        score nan: the row is kept, so every correct image appears).
+    """
+    valid = np.asarray(valid, dtype=bool)
+    frames = []
+    for heatmap, heat in maps.items():
+        scores = pd.DataFrame(np.nan, index=range(len(image_ids)), columns=list(SCORES))
+        if valid.any():
+            found = localisation_scores(heat[valid], boxes[valid], tolerance=tolerance)
+            scores.loc[valid] = found.to_numpy()
+        scores.insert(0, "status", np.where(valid, "ok", NO_BOX))
+        scores.insert(0, "heatmap", heatmap)
+        scores.insert(0, "image_id", np.asarray(image_ids, dtype=str))
+        frames.append(scores)
+    if not frames:
+        return pd.DataFrame(columns=list(TABLE_COLUMNS))
+    return pd.concat(frames, ignore_index=True)[list(TABLE_COLUMNS)]
+
+
 def box_masks(boxes: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     """Boolean [N, H, W] masks of inclusive ``(x0, y0, x1, y1)`` boxes."""
     height, width = shape
@@ -73,6 +106,38 @@ def grow(boxes: np.ndarray, pixels: int, shape: tuple[int, int]) -> np.ndarray:
     low = np.maximum(np.asarray(boxes)[:, :2] - pixels, 0)
     high = np.minimum(np.asarray(boxes)[:, 2:] + pixels, [width - 1, height - 1])
     return np.concatenate([low, high], axis=1)
+
+
+def scale_boxes(boxes: np.ndarray, sizes: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Inclusive boxes of images of ``sizes`` [N, 2] (width, height) in a resized [H, W] frame.
+
+    A box covers the pixels whose area it overlaps after the resize: the left/top edge rounds
+    down, the right/bottom edge up. Same size: the box is unchanged.
+    """
+    height, width = shape
+    boxes = np.asarray(boxes, dtype=np.int64)
+    scale = np.column_stack([width / sizes[:, 0], height / sizes[:, 1]]).astype(np.float64)
+    low = np.floor(boxes[:, :2] * scale + 1e-9).astype(np.int64)
+    high = np.ceil((boxes[:, 2:] + 1) * scale - 1e-9).astype(np.int64) - 1
+    high = np.minimum(np.maximum(high, low), [width - 1, height - 1])
+    return np.concatenate([low, high], axis=1)
+
+
+def box_weights(boxes: np.ndarray, shape: tuple[int, int], *, border: int = 0) -> np.ndarray:
+    """Search weights of the ``box_object`` kind: float32 [N, H, W], 1 inside each box.
+
+    With ``border`` > 0 the weight falls off linearly outside the box, 1 - d / (border + 1) at
+    chessboard distance d from it, reaching 0 beyond ``border`` pixels: a soft edge for a box
+    drawn a little tight or loose. ``box_background`` is one minus these weights.
+    """
+    height, width = shape
+    rows = np.arange(height)[None, :, None]
+    columns = np.arange(width)[None, None, :]
+    x0, y0, x1, y1 = (np.asarray(boxes)[:, k, None, None] for k in range(4))
+    dx = np.maximum(np.maximum(x0 - columns, columns - x1), 0)
+    dy = np.maximum(np.maximum(y0 - rows, rows - y1), 0)
+    distance = np.maximum(dx, dy)
+    return np.clip(1.0 - distance / (border + 1), 0.0, 1.0).astype(np.float32)
 
 
 def _check(heatmaps: np.ndarray, boxes: np.ndarray, tolerance: int) -> None:

@@ -14,9 +14,11 @@ import keras
 import numpy as np
 import pandas as pd
 
-from robustmap import compactness, heatmaps, search
+from robustmap import compactness, heatmaps, kinds, search
 
 LOG = logging.getLogger(__name__)
+NO_BOX = "no_box"
+"""Search status of a box kind on an image without a valid human box: epsilon nan (undefined)."""
 SEARCH_COLUMNS = [
     "image_id",
     "search",
@@ -53,38 +55,53 @@ def heatmap_arrays(
 
 
 def search_weights(
-    kind: str, cam: np.ndarray | None, *, object_mask: str | None, threshold: str | None
-) -> np.ndarray | None:
-    """Per-pixel weights of a search kind: none (uniform), Grad-CAM object, or its complement."""
-    return search_weights_by_kind([kind], cam, object_mask=object_mask, threshold=threshold)[kind]
-
-
-def search_weights_by_kind(
-    kinds: Sequence[str],
+    kind: str,
     cam: np.ndarray | None,
     *,
     object_mask: str | None,
     threshold: str | None,
+    box_object: np.ndarray | None = None,
+) -> np.ndarray | None:
+    """Per-pixel weights of one search kind (see :func:`search_weights_by_kind`)."""
+    return search_weights_by_kind(
+        [kind], cam, object_mask=object_mask, threshold=threshold, box_object=box_object
+    )[kind]
+
+
+def search_weights_by_kind(
+    names: Sequence[str],
+    cam: np.ndarray | None,
+    *,
+    object_mask: str | None,
+    threshold: str | None,
+    box_object: np.ndarray | None = None,
 ) -> dict[str, np.ndarray | None]:
-    """``search_weights`` of each kind; the object and background searches share one object mask,
-    computed once."""
+    """The weights of each search kind: none (uniform), from Grad-CAM, or from the human box.
+
+    Args:
+        names: search kinds of :mod:`robustmap.kinds`.
+        cam: the shard's Grad-CAM [N, H, W], needed by the Grad-CAM kinds; the object and
+            background searches share one object mask, computed once.
+        box_object: :func:`robustmap.localisation.box_weights` [N, H, W], needed by the box
+            kinds (all zeros for an image without a valid box: its search stops at the clean
+            pass).
+    """
+    sources = {kinds.source_of(name) for name in names}
     object_w = None
-    if any(kind != "uniform" for kind in kinds):
+    if "gradcam" in sources:
         if cam is None:
-            weighted = next(kind for kind in kinds if kind != "uniform")
-            raise ValueError(f"the {weighted} search needs the shard's Grad-CAM")
+            raise ValueError(f"the {kinds.kinds_from(names, 'gradcam')[0]} search needs Grad-CAM")
         object_w = heatmaps.object_weights(cam, mode=object_mask, threshold=threshold)
-    return {kind: _weights_from_object(kind, object_w) for kind in kinds}
-
-
-def _weights_from_object(kind: str, object_w: np.ndarray | None) -> np.ndarray | None:
-    if kind == "uniform":
-        return None
-    if kind == "object":
-        return object_w
-    if kind == "background":
-        return heatmaps.background_weights(object_w)
-    raise ValueError(f"unknown search kind {kind!r}: expected uniform, object or background")
+    if "box" in sources and box_object is None:
+        raise ValueError(f"the {kinds.kinds_from(names, 'box')[0]} search needs the human boxes")
+    built = {
+        "uniform": lambda: None,
+        "object": lambda: object_w,
+        "background": lambda: heatmaps.background_weights(object_w),
+        "box_object": lambda: box_object,
+        "box_background": lambda: (1.0 - box_object).astype(np.float32),
+    }
+    return {name: built[name]() for name in names}
 
 
 def search_tables(
@@ -97,11 +114,14 @@ def search_tables(
     eps_max: float,
     tol: float,
     batch_size: int,
+    box_valid: np.ndarray | None = None,
 ) -> dict[str, pd.DataFrame]:
     """Minimal epsilon of every image of a shard for each search kind, logged per batch.
 
     ``weights`` maps each kind to its weights (``search_weights_by_kind``); the kinds share every
-    image's clean pass and fill the same model calls (``search.minimal_epsilons``).
+    image's clean pass and fill the same model calls (``search.minimal_epsilons``). Images
+    whose ``box_valid`` is False get status :data:`NO_BOX` in the box kinds: a recorded row
+    with an undefined (nan) epsilon, never a missing row, and never a censored one.
     """
     started = time.perf_counter()
     kinds = ", ".join(weights)
@@ -123,13 +143,21 @@ def search_tables(
         batch_size=batch_size,
         progress=report,
     )
-    return {kind: _search_frame(kind, image_ids, result) for kind, result in results.items()}
+    return {
+        kind: _search_frame(kind, image_ids, result, box_valid) for kind, result in results.items()
+    }
 
 
-def _search_frame(kind: str, image_ids: np.ndarray, result: search.SearchResult) -> pd.DataFrame:
+def _search_frame(
+    kind: str, image_ids: np.ndarray, result: search.SearchResult, box_valid: np.ndarray | None
+) -> pd.DataFrame:
     frame = result.to_frame()
     frame.insert(0, "search", kind)
     frame.insert(0, "image_id", image_ids)
+    if kinds.source_of(kind) == "box" and box_valid is not None:
+        no_box = ~np.asarray(box_valid, dtype=bool)
+        frame.loc[no_box, ["epsilon", "adversarial_label", "forward_passes"]] = [np.nan, -1, 0]
+        frame.loc[no_box, ["status", "non_monotone"]] = [NO_BOX, False]
     return frame[SEARCH_COLUMNS]
 
 

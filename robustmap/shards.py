@@ -8,7 +8,8 @@ import numpy as np
 import pandas as pd
 
 from robustmap import sources, tables
-from robustmap.dataset import load_images
+from robustmap.dataset import READABLE_STATUSES, load_images
+from robustmap.localisation import scale_boxes
 
 
 def shard_table(predictions: pd.DataFrame, *, shard_size: int) -> pd.DataFrame:
@@ -67,3 +68,24 @@ def load_shard(
         labels_path, manifest_path, list(image_ids), image_size=image_size
     )
     return image_ids, images, labels
+
+
+def load_boxes(
+    labels_path: str | Path, image_ids: list[str], *, shape: tuple[int, int]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Human bounding boxes of ``image_ids`` in the frame of their loaded [H, W] arrays.
+
+    Returns:
+        boxes int64 [N, 4] (x0, y0, x1, y1 inclusive, scaled from each image's own size to
+        ``shape``; zeros where there is none) and valid bool [N] (the label table's
+        ``box_status`` is ``ok``).
+    """
+    labels = tables.read_parquet(labels_path)
+    files = labels[labels["status"].isin(READABLE_STATUSES)].set_index("image_id")
+    rows = files.loc[list(image_ids)]
+    valid = (rows["box_status"] == "ok").to_numpy()
+    columns = ["bbox_x0", "bbox_y0", "bbox_x1", "bbox_y1"]
+    raw = rows[columns].fillna(0).to_numpy(dtype=np.int64)
+    sizes = rows[["width", "height"]].fillna(1).to_numpy(dtype=np.int64)
+    boxes = np.where(valid[:, None], scale_boxes(raw, sizes, shape), 0)
+    return boxes, valid

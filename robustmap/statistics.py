@@ -78,14 +78,19 @@ def statistics_table(
     """All tests of this module in a fixed order, with Holm and BH adjustments per family.
 
     Order: search pairs, compactness correlations, their partial correlations given the clean
-    margin, model pairs. See :func:`adjust_families` for the families.
+    margin, localisation against chance, localisation correlations and their partial
+    correlations, model pairs. See :func:`adjust_families` for the families.
     """
-    frames = [
-        search_pairs(per_image_table, bootstrap=bootstrap, seed=seed),
-        compactness_correlations(per_image_table, bootstrap=bootstrap, seed=seed),
-        partial_compactness_correlations(per_image_table, bootstrap=bootstrap, seed=seed),
-        model_pairs(per_image_table, bootstrap=bootstrap, seed=seed),
-    ]
+    tests = (
+        search_pairs,
+        compactness_correlations,
+        partial_compactness_correlations,
+        localisation_vs_chance,
+        localisation_correlations,
+        partial_localisation_correlations,
+        model_pairs,
+    )
+    frames = [test(per_image_table, bootstrap=bootstrap, seed=seed) for test in tests]
     table = pd.concat([f for f in frames if len(f)] or [_empty()], ignore_index=True)
     return adjust_families(table)
 
@@ -123,7 +128,36 @@ def compactness_correlations(
     per_image_table: pd.DataFrame, *, bootstrap: int = 2000, seed: int = 0
 ) -> pd.DataFrame:
     """Spearman rho between each compactness score and the uniform epsilon, per model."""
-    scores = compactness_columns(per_image_table)
+    return _score_correlations(
+        per_image_table,
+        compactness_columns(per_image_table),
+        test="compactness_spearman",
+        bootstrap=bootstrap,
+        seed=seed,
+    )
+
+
+def localisation_correlations(
+    per_image_table: pd.DataFrame, *, bootstrap: int = 2000, seed: int = 0
+) -> pd.DataFrame:
+    """Spearman rho between each localisation score and the uniform epsilon, per model."""
+    return _score_correlations(
+        per_image_table,
+        localisation_columns(per_image_table),
+        test="localisation_spearman",
+        bootstrap=bootstrap,
+        seed=seed,
+    )
+
+
+def _score_correlations(
+    per_image_table: pd.DataFrame,
+    scores: list[str],
+    *,
+    test: str,
+    bootstrap: int,
+    seed: int,
+) -> pd.DataFrame:
     rows = []
     if "epsilon_uniform" not in per_image_table:
         return _frame(rows)
@@ -134,13 +168,23 @@ def compactness_correlations(
                 _spearman(
                     images[score].to_numpy(dtype=float),
                     epsilon,
-                    key=(model, "compactness_spearman", score, "epsilon_uniform"),
+                    key=(model, test, score, "epsilon_uniform"),
                     bootstrap=bootstrap,
                     seed=seed,
                 )
                 | {"search": "uniform"}
             )
     return _frame(rows)
+
+
+def localisation_columns(per_image_table: pd.DataFrame) -> list[str]:
+    """The per-image table's localisation scores ``loc_<heatmap>_<score>`` (not the box's own
+    ``loc_box_fraction``)."""
+    return [
+        column
+        for column in per_image_table.columns
+        if column.startswith("loc_") and column != "loc_box_fraction"
+    ]
 
 
 def partial_compactness_correlations(
@@ -152,24 +196,131 @@ def partial_compactness_correlations(
     erodes it, so a score that merely tracks the margin correlates with epsilon for that reason
     alone; the partial correlation removes what the margin's ranks explain linearly.
     """
+    return _partial_correlations(
+        per_image_table,
+        compactness_columns(per_image_table),
+        test="compactness_partial_spearman",
+        bootstrap=bootstrap,
+        seed=seed,
+    )
+
+
+def partial_localisation_correlations(
+    per_image_table: pd.DataFrame, *, bootstrap: int = 2000, seed: int = 0
+) -> pd.DataFrame:
+    """Each localisation score vs the uniform epsilon given the clean logit margin, per model."""
+    return _partial_correlations(
+        per_image_table,
+        localisation_columns(per_image_table),
+        test="localisation_partial_spearman",
+        bootstrap=bootstrap,
+        seed=seed,
+    )
+
+
+def _partial_correlations(
+    per_image_table: pd.DataFrame,
+    scores: list[str],
+    *,
+    test: str,
+    bootstrap: int,
+    seed: int,
+) -> pd.DataFrame:
     rows = []
     if not {"epsilon_uniform", "logit_margin"} <= set(per_image_table.columns):
         return _frame(rows)
     for model, images in per_image_table.groupby("model", sort=True):
         epsilon = images["epsilon_uniform"].to_numpy(dtype=float)
         margin = images["logit_margin"].to_numpy(dtype=float)
-        for score in compactness_columns(per_image_table):
-            key = (model, "compactness_partial_spearman", score, "epsilon_uniform")
+        for score in scores:
             row = _partial(
                 images[score].to_numpy(dtype=float),
                 epsilon,
                 margin,
-                key=key,
+                key=(model, test, score, "epsilon_uniform"),
                 bootstrap=bootstrap,
                 seed=seed,
             )
             rows.append(row | {"search": "uniform", "control": MARGIN_CONTROL})
     return _frame(rows)
+
+
+def localisation_vs_chance(
+    per_image_table: pd.DataFrame, *, bootstrap: int = 2000, seed: int = 0
+) -> pd.DataFrame:
+    """Pointing-game accuracy and energy in the box of each heatmap against chance, per model.
+
+    Chance is each image's own box fraction: a random pixel lands in the box, and a uniform map
+    puts its energy there, in that proportion.
+
+    ``pointing_vs_chance`` (a = ``<heatmap>_pointing_hit``): estimate = hit rate with a
+    bootstrap CI; statistic = z of the number of hits against its null distribution (a sum of
+    independent Bernoulli(box fraction) draws, normal approximation), two-sided p-value.
+    ``energy_vs_chance`` (a = ``<heatmap>_energy_in_box``): estimate = mean energy in the box
+    with a bootstrap CI; Wilcoxon signed-rank test of energy minus box fraction, two-sided.
+    """
+    rows = []
+    if "loc_box_fraction" not in per_image_table:
+        return _frame(rows)
+    for model, images in per_image_table.groupby("model", sort=True):
+        fraction = images["loc_box_fraction"].to_numpy(dtype=float)
+        for heatmap in HEATMAP_KINDS:
+            hits = images[f"loc_{heatmap}_pointing_hit"].to_numpy(dtype=float)
+            energy = images[f"loc_{heatmap}_energy_in_box"].to_numpy(dtype=float)
+            key = (model, "pointing_vs_chance", f"{heatmap}_pointing_hit", "chance")
+            rows.append(_pointing_test(hits, fraction, key=key, bootstrap=bootstrap, seed=seed))
+            key = (model, "energy_vs_chance", f"{heatmap}_energy_in_box", "chance")
+            rows.append(_energy_test(energy, fraction, key=key, bootstrap=bootstrap, seed=seed))
+    return _frame(rows)
+
+
+def _pointing_test(
+    hits: np.ndarray, chance: np.ndarray, *, key: tuple, bootstrap: int, seed: int
+) -> dict:
+    usable = ~np.isnan(hits) & ~np.isnan(chance)
+    hits, chance = hits[usable], chance[usable]
+    row = _row(key, n=int(usable.sum()), note=f"chance = mean box fraction {_mean(chance)}")
+    variance = float((chance * (1 - chance)).sum())
+    if len(hits) == 0 or variance == 0:
+        row["note"] += "; no image with a box, or every box covers its image: no test"
+        return row
+    z = (hits.sum() - chance.sum()) / np.sqrt(variance)
+    low, high = bootstrap_ci(hits, np.mean, bootstrap=bootstrap, rng=seeded_generator(seed, key))
+    row.update(
+        statistic=float(z),
+        p_value=float(2 * scipy.stats.norm.sf(abs(z))),
+        estimate=float(hits.mean()),
+        ci_low=low,
+        ci_high=high,
+    )
+    return row
+
+
+def _energy_test(
+    energy: np.ndarray, chance: np.ndarray, *, key: tuple, bootstrap: int, seed: int
+) -> dict:
+    usable = ~np.isnan(energy) & ~np.isnan(chance)
+    energy, chance = energy[usable], chance[usable]
+    row = _row(key, n=int(usable.sum()), note=f"chance = mean box fraction {_mean(chance)}")
+    difference = energy - chance
+    if len(energy) == 0 or np.all(difference == 0):
+        row["note"] += "; nothing to test"
+        return row
+    result = scipy.stats.wilcoxon(difference, zero_method="wilcox", alternative="two-sided")
+    rng = seeded_generator(seed, key)
+    low, high = bootstrap_ci(energy, np.mean, bootstrap=bootstrap, rng=rng)
+    row.update(
+        statistic=float(result.statistic),
+        p_value=float(result.pvalue),
+        estimate=float(energy.mean()),
+        ci_low=low,
+        ci_high=high,
+    )
+    return row
+
+
+def _mean(values: np.ndarray) -> str:
+    return f"{values.mean():.4f}" if len(values) else "n/a"
 
 
 def partial_spearman(x: np.ndarray, y: np.ndarray, z: np.ndarray) -> float:

@@ -7,9 +7,12 @@ min_version("9.0")
 
 validate(config, schema="../schemas/config.schema.yaml")
 
+from robustmap import kinds
+
 MODELS = sorted(config["models"])
-SEARCH_KINDS = list(config["search"]["kinds"])
-WEIGHTED_KINDS = [kind for kind in SEARCH_KINDS if kind != "uniform"]
+SEARCH_KINDS = kinds.search_order(kinds.check_kinds(config["search"]["kinds"]))
+GRADCAM_KINDS = kinds.kinds_from(SEARCH_KINDS, "gradcam")
+BOX_KINDS = kinds.kinds_from(SEARCH_KINDS, "box")
 
 
 wildcard_constraints:
@@ -35,16 +38,19 @@ def dataset_recipe():
 
 
 def search_settings():
-    """What the search jobs' results depend on; weighted kinds add the object-mask settings.
+    """What the search jobs' results depend on; Grad-CAM kinds add the object-mask settings,
+    box kinds the box border.
 
     One job runs all kinds of a shard (they share each image's clean pass), so editing the mask
     reruns the uniform search too; its results come out byte-identical.
     """
     settings = {key: config["search"][key] for key in ("eps_max", "tol", "batch_size")}
-    if WEIGHTED_KINDS:
+    if GRADCAM_KINDS:
         settings.update(
             {key: config["heatmaps"][key] for key in ("object_mask", "threshold")}
         )
+    if BOX_KINDS:
+        settings["box_border"] = config["search"]["box_border"]
     return canonical(settings)
 
 
@@ -99,12 +105,13 @@ def all_targets():
 
 
 def search_inputs(wildcards):
-    """Weighted searches need the shard's Grad-CAM; a uniform-only run does not wait for it."""
+    """Grad-CAM searches need the shard's heatmaps; other kinds do not wait for them (the box
+    kinds read their boxes from the label table)."""
     inputs = {
         "manifest": rules.dataset.output.manifest,
         "labels": rules.labels.output.table,
         "shards": checkpoints.shards.get(model=wildcards.model).output.table,
     }
-    if WEIGHTED_KINDS:
+    if GRADCAM_KINDS:
         inputs["heatmaps"] = f"results/{wildcards.model}/heatmaps/{wildcards.shard}.npz"
     return inputs

@@ -32,3 +32,19 @@ rule compactness:
         threshold=config["heatmaps"]["threshold"],
     script:
         "../scripts/compactness.py"
+
+
+rule localisation:
+    input:
+        arrays=shard_outputs("results/{model}/heatmaps/{shard}.npz"),
+        labels=rules.labels.output.table,
+    output:
+        table="results/{model}/localisation.parquet",
+    log:
+        "logs/{model}/localisation.log",
+    conda:
+        "../envs/robustmap.yaml"
+    params:
+        tolerance=config["localisation"]["pointing_tolerance"],
+    script:
+        "../scripts/localisation.py"

@@ -1,6 +1,6 @@
 """Rule search: minimal FGSM epsilon of every image of one shard, for every search kind."""
 
-from robustmap import measure, models, runtime, shards, tables
+from robustmap import kinds, localisation, measure, models, runtime, shards, tables
 
 sm = snakemake  # noqa: F821 - injected by Snakemake
 runtime.setup(sm.log[0])
@@ -14,11 +14,17 @@ image_ids, images, labels = shards.load_shard(
 )
 cam = tables.read_npz(sm.input.heatmaps)["gradcam"] if "heatmaps" in sm.input.keys() else None
 options = sm.params.settings
+box_object, box_valid = None, None
+if kinds.kinds_from(sm.params.kinds, "box"):
+    boxes, box_valid = shards.load_boxes(sm.input.labels, list(image_ids), shape=images.shape[1:3])
+    box_object = localisation.box_weights(boxes, images.shape[1:3], border=options["box_border"])
+    box_object[~box_valid] = 0.0
 weights = measure.search_weights_by_kind(
     sm.params.kinds,
     cam,
     object_mask=options.get("object_mask"),
     threshold=options.get("threshold"),
+    box_object=box_object,
 )
 frames = measure.search_tables(
     model,
@@ -29,6 +35,7 @@ frames = measure.search_tables(
     eps_max=options["eps_max"],
     tol=options["tol"],
     batch_size=options["batch_size"],
+    box_valid=box_valid,
 )
 for kind, path in zip(sm.params.kinds, sm.output.tables, strict=True):
     tables.write_parquet(path, frames[kind])
