@@ -23,6 +23,7 @@ import pandas as pd
 
 from robustmap.bootstrap import resampled, seeded_generator
 from robustmap.kinds import HEATMAP_KINDS, SEARCH_KINDS, search_order
+from robustmap.localisation import NO_BOX
 from robustmap.localisation import SCORES as LOCALISATION_SCORES
 
 AGREEMENT_COLUMNS = ("spearman", "iou_top20")
@@ -495,7 +496,8 @@ def robustness(
     This is not robustness to every perturbation of that size. Censored images (``inf``)
     survive every step up to ``eps_max``; misclassified images, and correct ones whose search
     found them misclassified at start, survive none. The denominator is every scoreable image,
-    so at s -> 0 the curve starts at clean top-1 accuracy.
+    so at s -> 0 the curve starts at clean top-1 accuracy. Images whose box search could not
+    run (status ``no_box``: no valid human box) are left out of that search's denominator.
 
     Steps: the customary 1/255, 2/255, 4/255 and 8/255 (``step`` names them; those above
     ``eps_max`` are left out: a censored image's fate there is unknown) and a log grid of
@@ -512,9 +514,16 @@ def robustness(
         scored = images[images["correct"].notna()]
         correct = scored["correct"].astype(bool).to_numpy()
         for search in _searched_kinds(per_image_table):
-            epsilon = scored[f"epsilon_{search}"].to_numpy(dtype=np.float64)
+            # an image without a human box has no box-search epsilon: unknown, not a failure
+            column = f"search_status_{search}"
+            known = (
+                (scored[column] != NO_BOX).to_numpy()
+                if column in scored
+                else np.ones(len(scored), bool)
+            )
+            epsilon = scored[f"epsilon_{search}"].to_numpy(dtype=np.float64)[known]
             with np.errstate(invalid="ignore"):
-                survive = correct[:, None] & (epsilon[:, None] > steps["epsilon"].to_numpy())
+                survive = correct[known, None] & (epsilon[:, None] > steps["epsilon"].to_numpy())
             rng = seeded_generator(seed, (model, "robustness", search))
             low, high = _share_ci(survive, bootstrap=bootstrap, rng=rng)
             rows.append(
@@ -567,6 +576,91 @@ def _share_ci(
     )
     low, high = np.quantile(shares, [0.025, 0.975], axis=0)
     return low, high
+
+
+def localisation_summary(
+    per_image_table: pd.DataFrame, *, bootstrap: int = 2000, seed: int = 0
+) -> pd.DataFrame:
+    """Does the model look where a human would? Per model, heatmap and class, against chance.
+
+    Over the correctly classified images with a valid human box: ``pointing_accuracy`` (share
+    of pointing-game hits) and ``energy_in_box`` (mean share of heat inside the box), each with
+    a percentile bootstrap 95% CI, beside ``chance`` (mean box fraction: what a random pixel or
+    a uniform map would score), and the means of ``rank_accuracy`` and ``auc`` (chance 0.5).
+    One row per class and one ``all`` row (``imagenet_index`` null) per model and heatmap.
+
+    Returns:
+        model, heatmap, imagenet_index, class_name, n, pointing_accuracy, pointing_ci_low,
+        pointing_ci_high, energy_in_box, energy_ci_low, energy_ci_high, chance, rank_accuracy,
+        auc.
+    """
+    rows = []
+    if "loc_box_fraction" in per_image_table:
+        boxed = per_image_table[per_image_table["loc_box_fraction"].notna()]
+        for (model, heatmap), images, index, name in _localisation_groups(boxed):
+            rng = seeded_generator(seed, (model, "localisation", heatmap, index))
+            rows.append(
+                {"model": model, "heatmap": heatmap, "imagenet_index": index, "class_name": name}
+                | _localisation_row(images, heatmap, bootstrap=bootstrap, rng=rng)
+            )
+    return pd.DataFrame(rows, columns=_LOCALISATION_SUMMARY).astype({"imagenet_index": "Int64"})
+
+
+_LOCALISATION_SUMMARY = (
+    "model",
+    "heatmap",
+    "imagenet_index",
+    "class_name",
+    "n",
+    "pointing_accuracy",
+    "pointing_ci_low",
+    "pointing_ci_high",
+    "energy_in_box",
+    "energy_ci_low",
+    "energy_ci_high",
+    "chance",
+    "rank_accuracy",
+    "auc",
+)
+
+
+def _localisation_groups(boxed: pd.DataFrame):
+    """(model, heatmap), images, class index, class name: the ``all`` group, then each class."""
+    for model, images in boxed.groupby("model", sort=True):
+        for heatmap in HEATMAP_KINDS:
+            yield (model, heatmap), images, None, "all"
+            for index, members in images.groupby("imagenet_index", sort=True):
+                yield (model, heatmap), members, int(index), members["class_name"].iloc[0]
+
+
+def _localisation_row(
+    images: pd.DataFrame, heatmap: str, *, bootstrap: int, rng: np.random.Generator
+) -> dict:
+    hits = images[f"loc_{heatmap}_pointing_hit"].to_numpy(dtype=np.float64)
+    energy = images[f"loc_{heatmap}_energy_in_box"].to_numpy(dtype=np.float64)
+    both = ~np.isnan(hits) & ~np.isnan(energy)  # an all-zero map has neither
+    pair = np.column_stack([hits[both], energy[both]])
+    low, high = (np.full(2, np.nan),) * 2
+    if len(pair) >= 2:
+        means = resampled(
+            pair, lambda samples, axis: samples.mean(axis=axis), bootstrap=bootstrap, rng=rng
+        )
+        low, high = np.quantile(means, [0.025, 0.975], axis=0)
+    mean = pair.mean(axis=0) if len(pair) else np.full(2, np.nan)
+    return {
+        "n": int(both.sum()),
+        "pointing_accuracy": mean[0],
+        "pointing_ci_low": low[0],
+        "pointing_ci_high": high[0],
+        "energy_in_box": mean[1],
+        "energy_ci_low": low[1],
+        "energy_ci_high": high[1],
+        "chance": float(images.loc[both, "loc_box_fraction"].mean()) if both.any() else np.nan,
+        "rank_accuracy": float(np.nanmean(images[f"loc_{heatmap}_rank_accuracy"]))
+        if len(images)
+        else np.nan,
+        "auc": float(np.nanmean(images[f"loc_{heatmap}_auc"])) if len(images) else np.nan,
+    }
 
 
 def extreme_images(epsilons: pd.DataFrame, *, count: int, search: str = "uniform") -> pd.DataFrame:

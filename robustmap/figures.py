@@ -8,7 +8,7 @@ no epsilon. Saving fixes the SVG hash salt and drops dates, so the same tables g
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import matplotlib
@@ -19,9 +19,10 @@ from matplotlib.figure import Figure
 from robustmap import tables
 from robustmap.aggregate import CUSTOMARY_STEPS, MIN_CLASS_IMAGES
 from robustmap.kinds import HEATMAP_KINDS, SEARCH_COLOURS, search_order
-from robustmap.statistics import SIGNIFICANCE
+from robustmap.statistics import SIGNIFICANCE, localisation_columns
 
 CENSORED_COLOUR = "#CC79A7"
+HEATMAP_COLOURS = {"gradcam": "#D55E00", "saliency": "#0072B2"}
 FORMATS = ("png", "svg")
 DPI = 120
 BULK_SHARE = 0.8  # the zoom keeps the central 80% of classes, sorted by mean epsilon
@@ -50,7 +51,8 @@ def save_figure(figure: Figure, path: str | Path) -> Path:
     return path
 
 
-def _figure(width: float, height: float) -> Figure:
+def new_figure(width: float, height: float) -> Figure:
+    """A blank figure of ``width`` x ``height`` inches in the report's stable style."""
     with matplotlib.rc_context(_STABLE_RC):
         return Figure(figsize=(width, height), dpi=DPI, layout="constrained")
 
@@ -70,6 +72,7 @@ def figure_set(
     per_model_table: pd.DataFrame,
     statistics_table: pd.DataFrame,
     robustness_table: pd.DataFrame,
+    localisation_table: pd.DataFrame,
     *,
     searches: Sequence[str],
     eps_max: float,
@@ -93,6 +96,10 @@ def figure_set(
         )
     figures["accuracy"] = accuracy_figure(per_model_table)
     figures["robustness"] = robustness_figure(robustness_table)
+    figures["localisation"] = localisation_figure(localisation_table)
+    figures["localisation_epsilon"] = localisation_epsilon_figure(
+        per_image_table, statistics_table, eps_max=eps_max
+    )
     return figures
 
 
@@ -104,7 +111,8 @@ def figure_names(searches: Sequence[str]) -> list[str]:
         for prefix in ("class_epsilon", "class_bulk", "class_extremes")
     ]
     heatmaps = [f"compactness_{heatmap}" for heatmap in HEATMAP_KINDS]
-    return per_search + ["epsilon_ecdf", "paired_searches", *heatmaps, "accuracy", "robustness"]
+    summaries = ["accuracy", "robustness", "localisation", "localisation_epsilon"]
+    return per_search + ["epsilon_ecdf", "paired_searches", *heatmaps, *summaries]
 
 
 def class_epsilon_figure(
@@ -119,7 +127,7 @@ def class_epsilon_figure(
     """
     rows = per_class_table[(per_class_table["search"] == search) & (per_class_table["n"] > 0)]
     models = _models(per_class_table)
-    figure = _figure(10, 2.6 * max(len(models), 1) + 0.4)
+    figure = new_figure(10, 2.6 * max(len(models), 1) + 0.4)
     axes = figure.subplots(max(len(models), 1), 1, squeeze=False)[:, 0]
     scope = f"central {central:.0%} of classes" if central else "all classes"
     figure.suptitle(f"Mean minimal epsilon by class, {search} search ({scope}, sorted)")
@@ -203,7 +211,7 @@ def class_extremes_figure(
     rows = per_class_table[per_class_table["search"] == search]
     models = _models(per_class_table)
     height = 0.26 * count + 1.1
-    figure = _figure(11, height * max(len(models), 1) + 0.5)
+    figure = new_figure(11, height * max(len(models), 1) + 0.5)
     axes = figure.subplots(max(len(models), 1), 2, squeeze=False)
     figure.suptitle(
         f"Most sensitive and most robust classes, {search} search "
@@ -272,7 +280,7 @@ def epsilon_ecdf_figure(per_image_table: pd.DataFrame, *, eps_max: float) -> Fig
     models = _models(per_image_table)
     columns = max(min(len(models), 3), 1)
     rows_n = int(np.ceil(max(len(models), 1) / columns))
-    figure = _figure(4.2 * columns, 3.2 * rows_n + 0.4)
+    figure = new_figure(4.2 * columns, 3.2 * rows_n + 0.4)
     axes = figure.subplots(rows_n, columns, squeeze=False).ravel()
     figure.suptitle("Distribution of the minimal epsilon (ECDF; censored images never reach it)")
     kinds = _kinds(per_image_table)
@@ -325,7 +333,7 @@ def paired_searches_figure(per_image_table: pd.DataFrame, *, max_lines: int = 30
     """
     models = _models(per_image_table)
     kinds = _kinds(per_image_table)
-    figure = _figure(3.4 * max(len(models), 1), 3.6)
+    figure = new_figure(3.4 * max(len(models), 1), 3.6)
     axes = figure.subplots(1, max(len(models), 1), squeeze=False)[0]
     figure.suptitle("Paired minimal epsilons across searches (images flipped in every search)")
     for ax, model in zip(axes, models, strict=False):
@@ -366,23 +374,61 @@ def compactness_figure(
     Panel titles give Spearman's rho and the partial rho given the clean margin, each with its
     bootstrap 95% CI; ``*`` marks q_bh < 0.05 within the model's family of that test.
     """
-    models = _models(per_image_table)
     scores = [c for c in per_image_table.columns if c.startswith(f"{heatmap}_")]
-    figure = _figure(2.5 * max(len(scores), 1), 2.5 * max(len(models), 1) + 0.5)
-    axes = figure.subplots(max(len(models), 1), max(len(scores), 1), squeeze=False)
-    figure.suptitle(
-        f"{heatmap} compactness vs uniform minimal epsilon (log scale); "
-        f"* q_BH < {SIGNIFICANCE:g}; partial: given the clean logit margin"
+    return _scores_vs_epsilon(
+        per_image_table,
+        statistics_table,
+        scores=scores,
+        test="compactness",
+        title=f"{heatmap} compactness vs uniform minimal epsilon (log scale)",
+        label=lambda score: score.removeprefix(f"{heatmap}_"),
+        eps_max=eps_max,
     )
+
+
+def localisation_epsilon_figure(
+    per_image_table: pd.DataFrame, statistics_table: pd.DataFrame, *, eps_max: float
+) -> Figure:
+    """Each localisation score (both heatmaps) against the uniform epsilon, rows = models.
+
+    Drawn and annotated like :func:`compactness_figure`, from the ``localisation_spearman``
+    and ``localisation_partial_spearman`` rows.
+    """
+    scores = localisation_columns(per_image_table)
+    return _scores_vs_epsilon(
+        per_image_table,
+        statistics_table,
+        scores=scores,
+        test="localisation",
+        title="Localisation against the human box vs uniform minimal epsilon (log scale)",
+        label=lambda score: score.removeprefix("loc_").replace("_", " ", 1),
+        eps_max=eps_max,
+    )
+
+
+def _scores_vs_epsilon(
+    per_image_table: pd.DataFrame,
+    statistics_table: pd.DataFrame,
+    *,
+    scores: list[str],
+    test: str,
+    title: str,
+    label: Callable[[str], str],
+    eps_max: float,
+) -> Figure:
+    models = _models(per_image_table)
+    figure = new_figure(2.5 * max(len(scores), 1), 2.5 * max(len(models), 1) + 0.5)
+    axes = figure.subplots(max(len(models), 1), max(len(scores), 1), squeeze=False)
+    figure.suptitle(f"{title}; * q_BH < {SIGNIFICANCE:g}; partial: given the clean logit margin")
     for row, model in zip(axes, models, strict=False):
         images = per_image_table[per_image_table["model"] == model]
         for ax, score in zip(row, scores, strict=True):
-            rho = _rho_label(statistics_table, model=model, score=score)
+            rho = _rho_label(statistics_table, model=model, score=score, test=test)
             _compactness_panel(ax, images, score=score, eps_max=eps_max)
             ax.set_title(f"{model}\n{rho}", fontsize=7, loc="left")
-            ax.set_xlabel(score.removeprefix(f"{heatmap}_"), fontsize=8)
+            ax.set_xlabel(label(score), fontsize=8)
     if not models or not scores:
-        _empty(axes[0, 0], "no compactness scores")
+        _empty(axes[0, 0], "no scores")
     return figure
 
 
@@ -417,15 +463,12 @@ def _compactness_panel(ax, images: pd.DataFrame, *, score: str, eps_max: float) 
     ax.tick_params(labelsize=7)
 
 
-def _rho_label(statistics_table: pd.DataFrame, *, model: str, score: str) -> str:
+def _rho_label(statistics_table: pd.DataFrame, *, model: str, score: str, test: str) -> str:
     """Raw and margin-controlled rho with CIs; ``*`` marks q_bh < :data:`SIGNIFICANCE`."""
     parts = []
-    for test, name in (
-        ("compactness_spearman", "rho"),
-        ("compactness_partial_spearman", "partial"),
-    ):
+    for suffix, name in (("spearman", "rho"), ("partial_spearman", "partial")):
         rows = statistics_table[
-            (statistics_table["test"] == test)
+            (statistics_table["test"] == f"{test}_{suffix}")
             & (statistics_table["model"] == model)
             & (statistics_table["a"] == score)
         ]
@@ -458,7 +501,7 @@ def accuracy_figure(per_model_table: pd.DataFrame) -> Figure:
                 *(_search_cell(rows[rows["search"] == kind]) for kind in kinds),
             ]
         )
-    figure = _figure(1.0 + 1.25 * len(header), 0.35 * len(cells) + 1.6)
+    figure = new_figure(1.0 + 1.25 * len(header), 0.35 * len(cells) + 1.6)
     ax = figure.subplots()
     ax.set_axis_off()
     ax.set_title("Clean accuracy and minimal epsilon per model", loc="left")
@@ -492,7 +535,7 @@ def robustness_figure(robustness_table: pd.DataFrame) -> Figure:
     1/255 .. 8/255. A curve starts at clean top-1 accuracy and falls as steps grow.
     """
     kinds = search_order(robustness_table["search"].unique())
-    figure = _figure(3.8 * max(len(kinds), 1), 3.4)
+    figure = new_figure(3.8 * max(len(kinds), 1), 3.4)
     axes = figure.subplots(1, max(len(kinds), 1), squeeze=False)[0]
     figure.suptitle("Robustness curves: share of images correct and not flipped by any step <= x")
     colours = matplotlib.colormaps["tab10"]
@@ -519,199 +562,40 @@ def robustness_figure(robustness_table: pd.DataFrame) -> Figure:
     return figure
 
 
-def select_heatmaps(
-    shard_arrays: Sequence[Mapping[str, np.ndarray]], image_ids: Sequence[str]
-) -> dict[str, np.ndarray]:
-    """The heatmaps of ``image_ids`` (in that order) from a model's heatmap shards.
+def localisation_figure(localisation_table: pd.DataFrame) -> Figure:
+    """Pointing-game accuracy and energy in the human box per model and heatmap, vs chance.
 
-    Returns:
-        gradcam and saliency, float32 [N, H, W] each.
-
-    Raises:
-        KeyError: an image id is in no shard.
+    Bars: the ``all`` rows of the localisation table with their bootstrap 95% CIs; black
+    ticks: chance (mean box fraction of the same images). A bar above its tick: the heatmap
+    points into the human's box more often than a random pixel would.
     """
-    found: dict[str, dict[str, np.ndarray]] = {}
-    wanted = set(image_ids)
-    for arrays in shard_arrays:
-        for position, image_id in enumerate(arrays["image_id"].astype(str)):
-            if image_id in wanted:
-                found[image_id] = {kind: arrays[kind][position] for kind in HEATMAP_KINDS}
-    missing = [image_id for image_id in image_ids if image_id not in found]
-    if missing:
-        raise KeyError(f"no heatmaps for images {missing}")
-    return {
-        kind: np.stack([found[i][kind] for i in image_ids]).astype(np.float32)
-        for kind in HEATMAP_KINDS
-    }
-
-
-def adversarial_examples(
-    model,
-    images: np.ndarray,
-    labels: np.ndarray,
-    *,
-    weights: Mapping[str, np.ndarray | None],
-    epsilons: Mapping[str, np.ndarray],
-    eps_max: float,
-) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """Each search's adversarial image at its minimal epsilon, and the label the model gives it.
-
-    Args:
-        model: the Keras classifier (logits out).
-        images: float32 [N, H, W, 3] in [0, 1]; labels: int64 [N] true ImageNet indices.
-        weights: per search kind, the search's pixel weights [N, H, W] (None: uniform).
-        epsilons: per search kind, float64 [N] minimal epsilons (inf: censored, drawn at
-            ``eps_max``; nan: no epsilon, the clean image is shown).
-
-    Returns:
-        kind -> (adversarial images float32 [N, H, W, 3], predicted labels int64 [N]).
-    """
-    from robustmap import search
-
-    examples = {}
-    for kind, kind_weights in weights.items():
-        direction = search.fgsm_direction(model, images, labels, weights=kind_weights)
-        eps = np.asarray(epsilons[kind], dtype=np.float64)
-        eps = np.where(np.isnan(eps), 0.0, np.minimum(eps, eps_max))
-        adversarial = search.perturb(images, direction, eps)
-        logits = np.asarray(model(adversarial, training=False))
-        examples[kind] = (adversarial, logits.argmax(axis=1).astype(np.int64))
-    return examples
-
-
-def model_panel(
-    model,
-    *,
-    name: str,
-    chosen: pd.DataFrame,
-    images: np.ndarray,
-    labels: np.ndarray,
-    heatmaps: Mapping[str, np.ndarray],
-    epsilons: pd.DataFrame,
-    object_mask: str,
-    threshold: str,
-    eps_max: float,
-) -> Figure:
-    """The heatmap panel of one model's chosen images (see :func:`heatmap_panel`).
-
-    Args:
-        chosen: image_id, role of the images to show (from
-            :func:`robustmap.aggregate.extreme_images`), in row order.
-        images, labels: those images (float32 [N, H, W, 3]) and true labels (int64 [N]).
-        heatmaps: gradcam and saliency [N, H, W] of those images (:func:`select_heatmaps`).
-        epsilons: the model's merged epsilon table.
-        object_mask, threshold: the searches' object-weight settings, so the mask and the
-            adversarial images are the ones the searches used.
-    """
-    from robustmap import classes, measure
-
-    ids = chosen["image_id"].astype(str).tolist()
-    kinds = search_order(epsilons["search"].unique())
-    by_kind = {
-        kind: epsilons[epsilons["search"] == kind]
-        .set_index("image_id")["epsilon"]
-        .reindex(ids)
-        .to_numpy(dtype=np.float64)
-        for kind in kinds
-    }
-    cam = heatmaps["gradcam"]
-    weights = measure.search_weights_by_kind(
-        kinds, cam, object_mask=object_mask, threshold=threshold
+    rows = localisation_table[localisation_table["class_name"] == "all"]
+    models = _models(rows) if len(rows) else []
+    figure = new_figure(4.5 + 1.2 * len(models), 3.4)
+    axes = figure.subplots(1, 2, squeeze=False)[0]
+    figure.suptitle("Does the model look where a human would? (correct images with a box)")
+    panels = (
+        ("pointing_accuracy", "pointing_ci", "pointing-game accuracy"),
+        ("energy_in_box", "energy_ci", "mean share of heat in the box"),
     )
-    adversarial = adversarial_examples(
-        model, images, labels, weights=weights, epsilons=by_kind, eps_max=eps_max
-    )
-    titles = [
-        f"{role}\n{classes.class_name(int(label))}"
-        for role, label in zip(chosen["role"], labels, strict=True)
-    ]
-    return heatmap_panel(
-        images,
-        saliency=heatmaps["saliency"],
-        gradcam=cam,
-        object_mask=measure.search_weights(
-            "object", cam, object_mask=object_mask, threshold=threshold
-        ),
-        adversarial=adversarial,
-        epsilons=by_kind,
-        row_titles=titles,
-        class_name=classes.class_name,
-        eps_max=eps_max,
-        title=f"{name}: most sensitive and most robust images (uniform search)",
-    )
-
-
-def heatmap_panel(
-    images: np.ndarray,
-    *,
-    saliency: np.ndarray,
-    gradcam: np.ndarray,
-    object_mask: np.ndarray,
-    adversarial: Mapping[str, tuple[np.ndarray, np.ndarray]],
-    epsilons: Mapping[str, np.ndarray],
-    row_titles: Sequence[str],
-    class_name: Callable[[int], str],
-    eps_max: float,
-    title: str = "",
-) -> Figure:
-    """Rows = images; columns = image | saliency | Grad-CAM | object mask | adversarial per search.
-
-    Args:
-        images: float32 [N, H, W, 3]; saliency, gradcam: raw maps [N, H, W] (normalised here
-            for display, per map, to its 99th percentile); object_mask: weights [N, H, W] in [0, 1].
-        adversarial: kind -> (images [N, H, W, 3], predicted labels [N]), from
-            :func:`adversarial_examples`.
-        epsilons: kind -> float64 [N] minimal epsilons (inf censored, nan none).
-        row_titles: one label per image (e.g. "most sensitive: tabby").
-        class_name: ImageNet index -> readable name, for the adversarial predictions.
-    """
-    from robustmap.heatmaps import normalise_for_display
-
-    kinds = search_order(list(adversarial))
-    columns = ["image", "saliency", "Grad-CAM", "object mask", *(f"{k} search" for k in kinds)]
-    count = len(images)
-    figure = _figure(1.7 * len(columns), 1.9 * max(count, 1) + 0.5)
-    axes = figure.subplots(max(count, 1), len(columns), squeeze=False)
-    if title:
-        figure.suptitle(title)
-    shown = {
-        "saliency": normalise_for_display(saliency),
-        "Grad-CAM": normalise_for_display(gradcam),
-    }
-    for row in range(count):
-        cells = [
-            (images[row], None, None),
-            (shown["saliency"][row], "inferno", (0, 1)),
-            (shown["Grad-CAM"][row], "jet", (0, 1)),
-            (object_mask[row], "gray", (0, 1)),
-        ]
-        for ax, (picture, cmap, limits) in zip(axes[row], cells, strict=False):
-            vmin, vmax = limits or (None, None)
-            ax.imshow(picture, cmap=cmap, vmin=vmin, vmax=vmax, interpolation="nearest")
-        axes[row, 0].set_ylabel(row_titles[row], fontsize=7)
-        for ax, kind in zip(axes[row, 4:], kinds, strict=True):
-            pictures, predicted = adversarial[kind]
-            ax.imshow(pictures[row], interpolation="nearest")
-            ax.set_xlabel(
-                _adversarial_caption(epsilons[kind][row], predicted[row], class_name, eps_max),
-                fontsize=6,
-            )
-    for ax, name in zip(axes[0], columns, strict=True):
-        ax.set_title(name, fontsize=8)
-    for ax in axes.ravel():
-        ax.set_xticks([])
-        ax.set_yticks([])
+    for ax, (column, ci, ylabel) in zip(axes, panels, strict=True):
+        if rows.empty:
+            _empty(ax, "no correct image with a human box")
+            continue
+        for offset, heatmap in zip((-0.2, 0.2), HEATMAP_KINDS, strict=True):
+            part = rows[rows["heatmap"] == heatmap].set_index("model").reindex(models)
+            x = np.arange(len(models)) + offset
+            value = part[column].to_numpy(dtype=float)
+            error = [value - part[f"{ci}_low"], part[f"{ci}_high"] - value]
+            colour = HEATMAP_COLOURS[heatmap]
+            ax.bar(x, value, width=0.38, color=colour, alpha=0.8, label=heatmap)
+            ax.errorbar(x, value, yerr=error, fmt="none", ecolor="black", elinewidth=0.8)
+            ax.hlines(part["chance"], x - 0.19, x + 0.19, color="black", lw=2)
+        ax.set_xticks(np.arange(len(models)), models, rotation=20, fontsize=7)
+        ax.set_ylim(0, 1)
+        ax.set_ylabel(ylabel)
+        ax.legend(fontsize=7, frameon=False, title="black tick: chance", title_fontsize=7)
     return figure
-
-
-def _adversarial_caption(
-    epsilon: float, predicted: int, class_name: Callable[[int], str], eps_max: float
-) -> str:
-    if np.isnan(epsilon):
-        return "no epsilon"
-    if np.isinf(epsilon):
-        return f"not flipped up to eps={eps_max:g}"
-    return f"eps={epsilon:.4g}\n-> {class_name(int(predicted))}"
 
 
 def html_table(frame: pd.DataFrame, *, title: str, digits: int = 4) -> str:

@@ -32,7 +32,9 @@ import scipy.stats
 
 SCORES = ("pointing_hit", "energy_in_box", "rank_accuracy", "auc", "box_fraction")
 TABLE_COLUMNS = ("image_id", "heatmap", "status", *SCORES)
-NO_BOX = "no_box"  # the image has no valid human box: its scores are undefined (nan)
+NO_BOX = "no_box"
+"""Status of an image without a valid human box: localisation scores and box-search epsilons
+undefined (nan), the row kept."""
 HEATMAP_SCORES = SCORES[:-1]  # box_fraction describes the box, not the heatmap
 
 

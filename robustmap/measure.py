@@ -15,10 +15,9 @@ import numpy as np
 import pandas as pd
 
 from robustmap import compactness, heatmaps, kinds, search
+from robustmap.localisation import NO_BOX
 
 LOG = logging.getLogger(__name__)
-NO_BOX = "no_box"
-"""Search status of a box kind on an image without a valid human box: epsilon nan (undefined)."""
 SEARCH_COLUMNS = [
     "image_id",
     "search",
@@ -120,7 +119,7 @@ def search_tables(
 
     ``weights`` maps each kind to its weights (``search_weights_by_kind``); the kinds share every
     image's clean pass and fill the same model calls (``search.minimal_epsilons``). Images
-    whose ``box_valid`` is False get status :data:`NO_BOX` in the box kinds: a recorded row
+    whose ``box_valid`` is False get status ``no_box`` in the box kinds: a recorded row
     with an undefined (nan) epsilon, never a missing row, and never a censored one.
     """
     started = time.perf_counter()

@@ -91,6 +91,7 @@ def all_targets():
             "results/{model}/accuracy.json",
             "results/{model}/epsilons.parquet",
             "results/{model}/compactness.parquet",
+            "results/{model}/localisation.parquet",
             "results/{model}/panels.png",
         ],
         model=MODELS,
@@ -100,6 +101,8 @@ def all_targets():
         "results/tables/per_class.parquet",
         "results/tables/per_model.parquet",
         "results/tables/statistics.parquet",
+        "results/tables/robustness.parquet",
+        "results/tables/localisation.parquet",
         "results/figures/done.json",
     ]
 

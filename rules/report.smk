@@ -29,6 +29,12 @@ SUMMARY_FIGURES = {
     ),
     "accuracy": ("Accuracy", "Table", "clean accuracy per model"),
     "robustness": ("Distributions", "Robustness curves", "share surviving each step"),
+    "localisation": ("Localisation", "Against chance", "pointing game and energy in box"),
+    "localisation_epsilon": (
+        "Localisation",
+        "Versus epsilon",
+        "localisation scores vs epsilon",
+    ),
 }
 
 
@@ -61,12 +67,14 @@ rule aggregate:
         accuracy=expand("results/{model}/accuracy.json", model=MODELS),
         epsilons=expand("results/{model}/epsilons.parquet", model=MODELS),
         compactness=expand("results/{model}/compactness.parquet", model=MODELS),
+        localisation=expand("results/{model}/localisation.parquet", model=MODELS),
     output:
         per_image="results/tables/per_image.parquet",
         per_class="results/tables/per_class.parquet",
         per_model="results/tables/per_model.parquet",
         statistics="results/tables/statistics.parquet",
         robustness="results/tables/robustness.parquet",
+        localisation="results/tables/localisation.parquet",
         per_model_html=report(
             "results/tables/per_model.html",
             caption="../report/per_model.rst",
@@ -112,6 +120,7 @@ rule figures:
         per_model=rules.aggregate.output.per_model,
         statistics=rules.aggregate.output.statistics,
         robustness=rules.aggregate.output.robustness,
+        localisation=rules.aggregate.output.localisation,
     output:
         **FIGURE_OUTPUTS,
         done="results/figures/done.json",
@@ -152,5 +161,6 @@ rule panels:
         threshold=config["heatmaps"]["threshold"],
         eps_max=config["search"]["eps_max"],
         image_size=config["dataset"]["image_size"],
+        box_border=config["search"]["box_border"],
     script:
         "../scripts/panels.py"

@@ -10,7 +10,7 @@ runtime.setup(sm.log[0])
 models = sm.params.models
 by_model = {
     kind: dict(zip(models, map(tables.read_parquet, sm.input[kind]), strict=True))
-    for kind in ("predictions", "epsilons", "compactness")
+    for kind in ("predictions", "epsilons", "compactness", "localisation")
 }
 accuracy = {
     model: json.loads(Path(path).read_text())
@@ -21,6 +21,7 @@ per_image = aggregate.per_image(
     by_model["predictions"],
     by_model["epsilons"],
     by_model["compactness"],
+    by_model["localisation"],
 )
 per_model = aggregate.per_model(per_image, accuracy)
 resampling = {key: sm.params.statistics[key] for key in ("bootstrap", "seed")}
@@ -29,15 +30,21 @@ per_class = aggregate.per_class(
     per_image, min_class_images=sm.params.min_class_images, **resampling
 )
 robustness = aggregate.robustness(per_image, eps_max=sm.params.eps_max, **resampling)
+localisation = aggregate.localisation_summary(per_image, **resampling)
 tables.write_parquet(sm.output.per_image, per_image)
 tables.write_parquet(sm.output.per_class, per_class)
 tables.write_parquet(sm.output.per_model, per_model)
 tables.write_parquet(sm.output.statistics, tests)
 tables.write_parquet(sm.output.robustness, robustness)
+tables.write_parquet(sm.output.localisation, localisation)
 html = {
     "per_model_html": (per_model, "Per model and search"),
     "statistics_html": (statistics.marked(tests), "Tests (* q_bh < 0.05 within the family)"),
     "robustness_html": (robustness[robustness["customary"]], "Share surviving each step"),
+    "localisation_html": (
+        localisation[localisation["class_name"] == "all"],
+        "Pointing game and energy in the human box, against chance",
+    ),
 }
 for key, (frame, title) in html.items():
     tables.write_bytes(sm.output[key], figures.html_table(frame, title=title).encode())

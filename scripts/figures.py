@@ -13,6 +13,7 @@ drawn = figures.figure_set(
     tables.read_parquet(sm.input.per_model),
     tables.read_parquet(sm.input.statistics),
     tables.read_parquet(sm.input.robustness),
+    tables.read_parquet(sm.input.localisation),
     searches=sm.params.searches,
     eps_max=sm.params.eps_max,
     min_class_images=sm.params.min_class_images,

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 from test_aggregate import synthetic_study
 
-from robustmap import aggregate, figures, search, statistics
+from robustmap import aggregate, figures, panels, search, statistics
 
 SEARCHES = ["uniform", "object", "background"]
 
@@ -112,7 +112,7 @@ def test_adversarial_examples_flip_at_the_minimal_epsilon(tiny_classifier):
     assert (found.status == "flipped").all()
     epsilon = found.epsilon.copy()
     epsilon[3] = np.nan  # no epsilon: the clean image is shown
-    examples = figures.adversarial_examples(
+    examples = panels.adversarial_examples(
         model, images, labels, weights={"uniform": None}, epsilons={"uniform": epsilon}, eps_max=1.0
     )
     adversarial, predicted = examples["uniform"]
@@ -138,9 +138,9 @@ def test_model_panel_draws_every_row_and_column(tiny_classifier, tmp_path):
         "gradcam": rng.random((4, 8, 8)).astype(np.float32),
         "saliency": rng.random((4, 8, 8)).astype(np.float32),
     }
-    heatmaps = figures.select_heatmaps([shard], chosen["image_id"].tolist())
+    heatmaps = panels.select_heatmaps([shard], chosen["image_id"].tolist())
     np.testing.assert_array_equal(heatmaps["gradcam"], shard["gradcam"][order])
-    figure = figures.model_panel(
+    figure = panels.model_panel(
         model,
         name="tiny",
         chosen=chosen,
@@ -157,7 +157,7 @@ def test_model_panel_draws_every_row_and_column(tiny_classifier, tmp_path):
     assert len(first) > 10000
     assert "not flipped up to eps=1" in figure.axes[2 * 7 + 4].get_xlabel()  # img2, censored
     with pytest.raises(KeyError, match="ghost"):
-        figures.select_heatmaps([shard], ["ghost"])
+        panels.select_heatmaps([shard], ["ghost"])
 
 
 def test_saved_bytes_are_hashable_and_format_checked(tmp_path, study_tables):

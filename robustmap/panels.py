@@ -1,0 +1,248 @@
+"""Heatmap panels: the images behind the numbers, with their heatmaps, boxes and adversarials.
+
+Unlike :mod:`robustmap.figures` (which only draws tables), a panel runs the model: the
+adversarial image of each search is rebuilt from the image's gradient at the search table's
+minimal epsilon. The label shown under it is the search table's ``adversarial_label``, never a
+re-derived one: near the flip a recomputation can disagree with what the search recorded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
+
+from robustmap.figures import new_figure
+from robustmap.kinds import HEATMAP_KINDS, search_order
+
+BOX_COLOUR = "#00FF66"  # the human box, visible on photos and on both colour maps
+
+
+def select_heatmaps(
+    shard_arrays: Sequence[Mapping[str, np.ndarray]], image_ids: Sequence[str]
+) -> dict[str, np.ndarray]:
+    """The heatmaps of ``image_ids`` (in that order) from a model's heatmap shards.
+
+    Returns:
+        gradcam and saliency, float32 [N, H, W] each.
+
+    Raises:
+        KeyError: an image id is in no shard.
+    """
+    found: dict[str, dict[str, np.ndarray]] = {}
+    wanted = set(image_ids)
+    for arrays in shard_arrays:
+        for position, image_id in enumerate(arrays["image_id"].astype(str)):
+            if image_id in wanted:
+                found[image_id] = {kind: arrays[kind][position] for kind in HEATMAP_KINDS}
+    missing = [image_id for image_id in image_ids if image_id not in found]
+    if missing:
+        raise KeyError(f"no heatmaps for images {missing}")
+    return {
+        kind: np.stack([found[i][kind] for i in image_ids]).astype(np.float32)
+        for kind in HEATMAP_KINDS
+    }
+
+
+def adversarial_examples(
+    model,
+    images: np.ndarray,
+    labels: np.ndarray,
+    *,
+    weights: Mapping[str, np.ndarray | None],
+    epsilons: Mapping[str, np.ndarray],
+    eps_max: float,
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Each search's adversarial image at its minimal epsilon, and the label the model gives it.
+
+    Args:
+        model: the Keras classifier (logits out).
+        images: float32 [N, H, W, 3] in [0, 1]; labels: int64 [N] true ImageNet indices.
+        weights: per search kind, the search's pixel weights [N, H, W] (None: uniform).
+        epsilons: per search kind, float64 [N] minimal epsilons (inf: censored, drawn at
+            ``eps_max``; nan: no epsilon, the clean image is shown).
+
+    Returns:
+        kind -> (adversarial images float32 [N, H, W, 3], predicted labels int64 [N]).
+    """
+    from robustmap import search
+
+    examples = {}
+    for kind, kind_weights in weights.items():
+        direction = search.fgsm_direction(model, images, labels, weights=kind_weights)
+        eps = np.asarray(epsilons[kind], dtype=np.float64)
+        eps = np.where(np.isnan(eps), 0.0, np.minimum(eps, eps_max))
+        adversarial = search.perturb(images, direction, eps)
+        logits = np.asarray(model(adversarial, training=False))
+        examples[kind] = (adversarial, logits.argmax(axis=1).astype(np.int64))
+    return examples
+
+
+def model_panel(
+    model,
+    *,
+    name: str,
+    chosen: pd.DataFrame,
+    images: np.ndarray,
+    labels: np.ndarray,
+    heatmaps: Mapping[str, np.ndarray],
+    epsilons: pd.DataFrame,
+    object_mask: str,
+    threshold: str,
+    eps_max: float,
+    boxes: np.ndarray | None = None,
+    box_valid: np.ndarray | None = None,
+    box_border: int = 0,
+) -> Figure:
+    """The heatmap panel of one model's chosen images (see :func:`heatmap_panel`).
+
+    Args:
+        chosen: image_id, role of the images to show (from
+            :func:`robustmap.aggregate.extreme_images`), in row order.
+        images, labels: those images (float32 [N, H, W, 3]) and true labels (int64 [N]).
+        heatmaps: gradcam and saliency [N, H, W] of those images (:func:`select_heatmaps`).
+        epsilons: the model's merged epsilon table; its ``adversarial_label`` (when present)
+            captions each adversarial image.
+        object_mask, threshold: the searches' object-weight settings, so the mask and the
+            adversarial images are the ones the searches used.
+        boxes, box_valid: the images' human boxes in their frame (int [N, 4]) and which are
+            valid; drawn on the image and the heatmaps, and the weights of the box searches
+            (with ``box_border``).
+    """
+    from robustmap import classes, localisation, measure
+
+    ids = chosen["image_id"].astype(str).tolist()
+    names = search_order(epsilons["search"].unique())
+    table = {
+        kind: epsilons[epsilons["search"] == kind].set_index("image_id").reindex(ids)
+        for kind in names
+    }
+    by_kind = {kind: rows["epsilon"].to_numpy(dtype=np.float64) for kind, rows in table.items()}
+    box_object = None
+    if boxes is not None:
+        box_object = localisation.box_weights(boxes, images.shape[1:3], border=box_border)
+        box_object[~np.asarray(box_valid, dtype=bool)] = 0.0
+    cam = heatmaps["gradcam"]
+    weights = measure.search_weights_by_kind(
+        names, cam, object_mask=object_mask, threshold=threshold, box_object=box_object
+    )
+    adversarial = adversarial_examples(
+        model, images, labels, weights=weights, epsilons=by_kind, eps_max=eps_max
+    )
+    if all("adversarial_label" in rows for rows in table.values()):
+        adversarial = {
+            kind: (pictures, table[kind]["adversarial_label"].fillna(-1).to_numpy(np.int64))
+            for kind, (pictures, _) in adversarial.items()
+        }
+    titles = [
+        f"{role}\n{classes.class_name(int(label))}"
+        for role, label in zip(chosen["role"], labels, strict=True)
+    ]
+    shown_boxes = None if boxes is None else np.where(np.asarray(box_valid)[:, None], boxes, -1)
+    return heatmap_panel(
+        images,
+        saliency=heatmaps["saliency"],
+        gradcam=cam,
+        object_mask=measure.search_weights(
+            "object", cam, object_mask=object_mask, threshold=threshold
+        ),
+        adversarial=adversarial,
+        epsilons=by_kind,
+        row_titles=titles,
+        class_name=classes.class_name,
+        eps_max=eps_max,
+        title=f"{name}: most sensitive and most robust images (uniform search)",
+        boxes=shown_boxes,
+    )
+
+
+def heatmap_panel(
+    images: np.ndarray,
+    *,
+    saliency: np.ndarray,
+    gradcam: np.ndarray,
+    object_mask: np.ndarray,
+    adversarial: Mapping[str, tuple[np.ndarray, np.ndarray]],
+    epsilons: Mapping[str, np.ndarray],
+    row_titles: Sequence[str],
+    class_name: Callable[[int], str],
+    eps_max: float,
+    title: str = "",
+    boxes: np.ndarray | None = None,
+) -> Figure:
+    """Rows = images; columns = image | saliency | Grad-CAM | object mask | adversarial per search.
+
+    Args:
+        images: float32 [N, H, W, 3]; saliency, gradcam: raw maps [N, H, W] (normalised here
+            for display, per map, to its 99th percentile); object_mask: weights [N, H, W] in [0, 1].
+        adversarial: kind -> (images [N, H, W, 3], predicted labels [N]), from
+            :func:`adversarial_examples`.
+        epsilons: kind -> float64 [N] minimal epsilons (inf censored, nan none).
+        row_titles: one label per image (e.g. "most sensitive: tabby").
+        class_name: ImageNet index -> readable name, for the adversarial predictions.
+        boxes: int [N, 4] human boxes (x0, y0, x1, y1 inclusive; a row of -1: none), drawn in
+            green on the image, saliency and Grad-CAM columns.
+    """
+    from robustmap.heatmaps import normalise_for_display
+
+    kinds = search_order(list(adversarial))
+    columns = ["image", "saliency", "Grad-CAM", "object mask", *(f"{k} search" for k in kinds)]
+    count = len(images)
+    figure = new_figure(1.7 * len(columns), 1.9 * max(count, 1) + 0.5)
+    axes = figure.subplots(max(count, 1), len(columns), squeeze=False)
+    if title:
+        figure.suptitle(title)
+    shown = {
+        "saliency": normalise_for_display(saliency),
+        "Grad-CAM": normalise_for_display(gradcam),
+    }
+    for row in range(count):
+        cells = [
+            (images[row], None, None),
+            (shown["saliency"][row], "inferno", (0, 1)),
+            (shown["Grad-CAM"][row], "jet", (0, 1)),
+            (object_mask[row], "gray", (0, 1)),
+        ]
+        for ax, (picture, cmap, limits) in zip(axes[row], cells, strict=False):
+            vmin, vmax = limits or (None, None)
+            ax.imshow(picture, cmap=cmap, vmin=vmin, vmax=vmax, interpolation="nearest")
+        axes[row, 0].set_ylabel(row_titles[row], fontsize=7)
+        if boxes is not None and boxes[row][0] >= 0:
+            for ax in axes[row, :3]:
+                _draw_box(ax, boxes[row])
+        for ax, kind in zip(axes[row, 4:], kinds, strict=True):
+            pictures, predicted = adversarial[kind]
+            ax.imshow(pictures[row], interpolation="nearest")
+            ax.set_xlabel(
+                _adversarial_caption(epsilons[kind][row], predicted[row], class_name, eps_max),
+                fontsize=6,
+            )
+    for ax, name in zip(axes[0], columns, strict=True):
+        ax.set_title(name, fontsize=8)
+    for ax in axes.ravel():
+        ax.set_xticks([])
+        ax.set_yticks([])
+    return figure
+
+
+def _draw_box(ax, box: np.ndarray) -> None:
+    """An inclusive pixel box (x0, y0, x1, y1) as a rectangle around those pixels."""
+    x0, y0, x1, y1 = (int(v) for v in box)
+    ax.add_patch(
+        Rectangle(
+            (x0 - 0.5, y0 - 0.5), x1 - x0 + 1, y1 - y0 + 1, fill=False, color=BOX_COLOUR, lw=1.2
+        )
+    )
+
+
+def _adversarial_caption(
+    epsilon: float, predicted: int, class_name: Callable[[int], str], eps_max: float
+) -> str:
+    if np.isnan(epsilon):
+        return "no epsilon"
+    if np.isinf(epsilon):
+        return f"not flipped up to eps={eps_max:g}"
+    return f"eps={epsilon:.4g}\n-> {class_name(int(predicted))}"
