@@ -29,7 +29,11 @@ SUMMARY_FIGURES = {
     ),
     "accuracy": ("Accuracy", "Table", "clean accuracy per model"),
     "robustness": ("Distributions", "Robustness curves", "share surviving each step"),
-    "localisation": ("Localisation", "Against chance", "pointing game and energy in box"),
+    "localisation": (
+        "Localisation",
+        "Against chance",
+        "pointing game and energy in box",
+    ),
     "localisation_epsilon": (
         "Localisation",
         "Versus epsilon",
