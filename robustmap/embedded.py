@@ -32,24 +32,46 @@ class PhotoSpec:
     """One source photo: where it comes from, its class, and the centre of its object.
 
     ``source`` is ``"<package>:<name>"``; ``focus`` is the object's centre as fractions of
-    (width, height), the centre of the zoomed views.
+    (width, height), the centre of the zoomed views; ``box`` is the human bounding box of the
+    object, (x0, y0, x1, y1) as fractions of (width, height), read off the photo by eye.
     """
 
     name: str
     source: str
     wnid: str
     focus: tuple[float, float]
+    box: tuple[float, float, float, float]
 
 
 PHOTOS: tuple[PhotoSpec, ...] = (
-    PhotoSpec("chelsea", "skimage:chelsea", "n02124075", (0.50, 0.45)),  # Egyptian cat
-    PhotoSpec("coffee", "skimage:coffee", "n07920052", (0.47, 0.40)),  # espresso
-    PhotoSpec("rocket", "skimage:rocket", "n03773504", (0.50, 0.55)),  # missile
-    PhotoSpec("motorcycle", "skimage:stereo_motorcycle", "n03785016", (0.45, 0.62)),  # moped
-    PhotoSpec("camera", "skimage:camera", "n04485082", (0.58, 0.70)),  # tripod (grayscale)
-    PhotoSpec("grace_hopper", "matplotlib:grace_hopper.jpg", "n03763968", (0.50, 0.74)),  # uniform
-    PhotoSpec("china", "sklearn:china.jpg", "n03877845", (0.32, 0.52)),  # palace
-    PhotoSpec("flower", "sklearn:flower.jpg", "n11939491", (0.47, 0.45)),  # daisy
+    # Egyptian cat: the face fills the frame
+    PhotoSpec("chelsea", "skimage:chelsea", "n02124075", (0.50, 0.45), (0.08, 0.0, 0.92, 1.0)),
+    # espresso: the cup of coffee, saucer left out
+    PhotoSpec("coffee", "skimage:coffee", "n07920052", (0.47, 0.40), (0.28, 0.0, 0.72, 0.52)),
+    # missile: the central rocket on its pad
+    PhotoSpec("rocket", "skimage:rocket", "n03773504", (0.50, 0.55), (0.46, 0.30, 0.55, 0.97)),
+    # moped: the whole motorcycle
+    PhotoSpec(
+        "motorcycle",
+        "skimage:stereo_motorcycle",
+        "n03785016",
+        (0.45, 0.62),
+        (0.12, 0.18, 0.97, 0.90),
+    ),
+    # tripod (grayscale): the tripod, not the cameraman
+    PhotoSpec("camera", "skimage:camera", "n04485082", (0.58, 0.70), (0.44, 0.42, 0.78, 0.98)),
+    # military uniform: the jacket below the face
+    PhotoSpec(
+        "grace_hopper",
+        "matplotlib:grace_hopper.jpg",
+        "n03763968",
+        (0.50, 0.74),
+        (0.02, 0.55, 1.0, 1.0),
+    ),
+    # palace: the pagoda
+    PhotoSpec("china", "sklearn:china.jpg", "n03877845", (0.32, 0.52), (0.18, 0.06, 0.52, 0.98)),
+    # daisy: the large flower head
+    PhotoSpec("flower", "sklearn:flower.jpg", "n11939491", (0.47, 0.45), (0.26, 0.18, 0.70, 0.78)),
 )
 """The photo -> ImageNet-1k class table. ``astronaut`` is left out: no ImageNet-1k class fits."""
 
@@ -57,6 +79,9 @@ ZOOMS = (0.85, 0.7, 0.55, 0.4)
 """Sides of the object-centred views, as fractions of the photo's shorter side."""
 
 JPEG_QUALITY = 95
+MIN_VISIBLE = 0.25
+"""A view keeps the object's box when the visible part of the object covers at least this share
+of the box's area or of the view: a tight zoom inside a large object still shows the object."""
 _LAYOUT_MARKER = "wnids.txt"
 
 
@@ -74,8 +99,11 @@ class Photo:
 def recipe() -> dict:
     """Everything that decides the embedded dataset's bytes, for the workflow's rerun trigger."""
     return {
-        "photos": [[spec.name, spec.source, spec.wnid, list(spec.focus)] for spec in PHOTOS],
+        "photos": [
+            [spec.name, spec.source, spec.wnid, list(spec.focus), list(spec.box)] for spec in PHOTOS
+        ],
         "zooms": list(ZOOMS),
+        "min_visible": MIN_VISIBLE,
         "jpeg_quality": JPEG_QUALITY,
     }
 
@@ -137,12 +165,50 @@ def _square(width: int, height: int, side: int, centre: tuple[float, float]) -> 
     return (left, top, left + side, top + side)
 
 
+def view_box(
+    box: tuple[float, float, float, float],
+    photo_size: tuple[int, int],
+    crop: tuple[int, ...],
+    size: int,
+) -> tuple[int, int, int, int] | None:
+    """The object's box in a ``size`` x ``size`` view of ``crop``, or None if the view lost it.
+
+    Args:
+        box: the object's box as fractions (x0, y0, x1, y1) of the photo's (width, height).
+        photo_size: (width, height) in pixels.
+        crop: the view's (left, top, right, bottom) pixel box, right and bottom exclusive.
+
+    Returns:
+        The inclusive pixel box (x0, y0, x1, y1) of the part of the object inside the view,
+        clipped to it, or None when the visible part covers less than :data:`MIN_VISIBLE` of
+        both the box and the view.
+    """
+    width, height = photo_size
+    left, top, right, bottom = crop
+    x0, x1 = box[0] * width, box[2] * width  # continuous edges in photo pixels
+    y0, y1 = box[1] * height, box[3] * height
+    inside_x = max(0.0, min(x1, right) - max(x0, left))
+    inside_y = max(0.0, min(y1, bottom) - max(y0, top))
+    smaller = min((x1 - x0) * (y1 - y0), (right - left) * (bottom - top))
+    if inside_x * inside_y < MIN_VISIBLE * smaller:
+        return None
+    scale_x, scale_y = size / (right - left), size / (bottom - top)
+    return (
+        int(np.floor((max(x0, left) - left) * scale_x)),
+        int(np.floor((max(y0, top) - top) * scale_y)),
+        int(np.ceil((min(x1, right) - left) * scale_x)) - 1,
+        int(np.ceil((min(y1, bottom) - top) * scale_y)) - 1,
+    )
+
+
 def build(root: str | os.PathLike, *, size: int = 64) -> Path:
     """Write the embedded dataset in Tiny-ImageNet layout under ``root`` and return ``root``.
 
     Files: ``wnids.txt`` (sorted), ``words.txt`` (ImageNet names), ``val/images/val_<n>.JPEG``
     (``size`` x ``size``; RGB, except the grayscale photo's views, which are mode L), and
-    ``val/val_annotations.txt`` whose box is the whole view, ``0 0 size-1 size-1``.
+    ``val/val_annotations.txt`` with each view's object box (:func:`view_box`); a view that
+    lost the object gets a line without a box (file and wnid only), which the label table
+    records as ``box_status`` ``missing``.
 
     The tree is written in a temporary folder beside ``root`` and renamed into place. An
     existing ``root`` is replaced only if it is empty or itself a Tiny-ImageNet folder (holds
@@ -174,7 +240,9 @@ def _write_tree(folder: Path, size: int) -> None:
             view = source.resize((size, size), Image.Resampling.LANCZOS, box=box)
             name = f"val_{n}.JPEG"
             (images_dir / name).write_bytes(_jpeg_bytes(view))
-            annotations.append(f"{name}\t{photo.wnid}\t0\t0\t{size - 1}\t{size - 1}\n")
+            found = view_box(spec.box, (width, height), box, size)
+            fields = "" if found is None else "".join(f"\t{value}" for value in found)
+            annotations.append(f"{name}\t{photo.wnid}{fields}\n")
             n += 1
     wnids = sorted({spec.wnid for spec in PHOTOS})
     words = [f"{w}\t{classes.full_name(classes.imagenet_index(w))}\n" for w in wnids]

@@ -66,7 +66,7 @@ def check_kinds(names: Iterable[str]) -> list[str]:
     unknown = [name for name in names if name not in _BY_NAME]
     if unknown:
         raise ValueError(
-            f"search.kinds: unknown search kind(s) {', '.join(map(repr, unknown))}; "
+            f"search.kinds: unknown search kind {', '.join(map(repr, unknown))}; "
             f"known: {', '.join(SEARCH_KINDS)}"
         )
     return names

@@ -89,7 +89,9 @@ def search_weights_by_kind(
     object_w = None
     if "gradcam" in sources:
         if cam is None:
-            raise ValueError(f"the {kinds.kinds_from(names, 'gradcam')[0]} search needs Grad-CAM")
+            raise ValueError(
+                f"the {kinds.kinds_from(names, 'gradcam')[0]} search needs the shard's Grad-CAM"
+            )
         object_w = heatmaps.object_weights(cam, mode=object_mask, threshold=threshold)
     if "box" in sources and box_object is None:
         raise ValueError(f"the {kinds.kinds_from(names, 'box')[0]} search needs the human boxes")

@@ -28,7 +28,6 @@ def test_default_config_is_valid_and_plans_every_model(tmp_path):
         (lambda c: c.update(shard_size=0), "0 is less than the minimum of 1"),
         (lambda c: c["dataset"].update(source="ftp"), "'ftp' is not one of"),
         (lambda c: c["dataset"].update(source="url"), "On instance['dataset']['sha256']"),
-        (lambda c: c["search"].update(kinds=["sideways"]), "'sideways' is not one of"),
     ],
 )
 def test_bad_config_is_refused_with_an_error_naming_the_problem(tmp_path, edit, message):
@@ -39,3 +38,13 @@ def test_bad_config_is_refused_with_an_error_naming_the_problem(tmp_path, edit, 
     assert run.returncode != 0
     assert "Error validating config file" in printed
     assert message in printed
+
+
+def test_an_unknown_search_kind_is_refused_naming_the_known_ones(tmp_path):
+    config = default_config()
+    config["search"]["kinds"] = ["uniform", "sideways"]
+    run = dry_run(tmp_path, config)
+    assert run.returncode != 0
+    assert "search.kinds: unknown search kind 'sideways'; known: uniform, object" in (
+        run.stdout + run.stderr
+    )

@@ -52,7 +52,11 @@ def test_layout_and_label_table(built, photos):
     assert len(converted) >= 1
     assert set(converted["mode"]) == {"L"} and set(converted["wnid"]) == {"n04485082"}  # camera
     assert (table["width"] == 64).all() and (table["height"] == 64).all()
-    assert (table[["bbox_x0", "bbox_y0", "bbox_x1", "bbox_y1"]] == [0, 0, 63, 63]).all().all()
+    assert (table["box_status"] == "ok").all()  # every view keeps its object's human box
+    chelsea_whole = table.iloc[0]  # the squashed whole photo: the cat's face, margins left out
+    assert chelsea_whole[["bbox_x0", "bbox_y0", "bbox_x1", "bbox_y1"]].tolist() == [5, 0, 58, 63]
+    rocket = table[table["wnid"] == "n03773504"]  # a thin missile: boxes far narrower than views
+    assert ((rocket["bbox_x1"] - rocket["bbox_x0"]) < 32).all()
     for wnid, index in zip(table["wnid"], table["imagenet_index"], strict=True):
         assert index == classes.imagenet_index(wnid)
     assert set(table["wnid"]) == {spec.wnid for spec in embedded.PHOTOS}
