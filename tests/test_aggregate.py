@@ -61,6 +61,29 @@ def synthetic_study(models=("m1", "m2"), classes=4, per_class=5, seed=0):
     return labels, predictions, epsilons, compactness, accuracy
 
 
+def synthetic_localisation(compactness_by_model, seed=0):
+    """Localisation rows for the images of each model's compactness table; one in five has no
+    box (status no_box, scores nan)."""
+    rng = np.random.default_rng(seed)
+    tables = {}
+    for model, compactness in compactness_by_model.items():
+        rows = compactness[["image_id", "heatmap"]].copy()
+        n = len(rows)
+        boxed = np.arange(n) % 5 != 0
+        fraction = rng.uniform(0.1, 0.6, n)
+        rows["status"] = np.where(boxed, "ok", "no_box")
+        rows["pointing_hit"] = np.where(boxed, (rng.random(n) < 0.7).astype(float), np.nan)
+        rows["energy_in_box"] = np.where(boxed, np.clip(fraction + 0.2, 0, 1), np.nan)
+        rows["rank_accuracy"] = np.where(boxed, rng.random(n), np.nan)
+        rows["auc"] = np.where(boxed, rng.random(n), np.nan)
+        rows["box_fraction"] = np.where(boxed, fraction, np.nan)
+        # one box per image: both heatmap rows share the image's box fraction
+        first = rows.groupby("image_id")["box_fraction"].transform("first")
+        rows["box_fraction"] = first
+        tables[model] = rows
+    return tables
+
+
 def prediction_table(ids, correct, truth):
     top1 = np.where(correct, truth.to_numpy(dtype=int), 999)
     return pd.DataFrame(
@@ -329,3 +352,29 @@ def test_extreme_images_put_censored_among_the_most_robust():
     assert chosen["role"].tolist() == ["most sensitive"] * 2 + ["most robust"] * 2
     few = aggregate.extreme_images(epsilons.head(3), count=2)
     assert few["image_id"].tolist() == ["c", "a", "b"]  # never the same image twice
+
+
+def test_localisation_joins_per_image_and_summarises_against_chance():
+    labels, predictions, epsilons, compactness, _ = synthetic_study(models=("m1",))
+    localisation = synthetic_localisation(compactness)
+    table = aggregate.per_image(labels, predictions, epsilons, compactness, localisation)
+    assert {"loc_gradcam_pointing_hit", "loc_saliency_auc", "loc_box_fraction"} <= set(table)
+    summary = aggregate.localisation_summary(table, bootstrap=200)
+    overall = summary[summary["class_name"] == "all"].set_index("heatmap")
+    assert overall.index.tolist() == ["gradcam", "saliency"]
+    rows = localisation["m1"]
+    for heatmap in ("gradcam", "saliency"):
+        boxed = rows[(rows["heatmap"] == heatmap) & (rows["status"] == "ok")]
+        assert overall.loc[heatmap, "n"] == len(boxed)
+        assert overall.loc[heatmap, "pointing_accuracy"] == pytest.approx(
+            boxed["pointing_hit"].mean()
+        )
+        assert overall.loc[heatmap, "energy_in_box"] == pytest.approx(boxed["energy_in_box"].mean())
+        assert overall.loc[heatmap, "chance"] == pytest.approx(boxed["box_fraction"].mean())
+        assert (
+            overall.loc[heatmap, "energy_ci_low"]
+            <= overall.loc[heatmap, "energy_in_box"]
+            <= overall.loc[heatmap, "energy_ci_high"]
+        )
+    per_class = summary[summary["class_name"] != "all"]
+    assert per_class.groupby("heatmap")["n"].sum().tolist() == overall["n"].tolist()

@@ -6,7 +6,7 @@ import keras
 import numpy as np
 import pandas as pd
 import pytest
-from test_aggregate import synthetic_study
+from test_aggregate import synthetic_localisation, synthetic_study
 
 from robustmap import aggregate, figures, panels, search, statistics
 
@@ -16,13 +16,15 @@ SEARCHES = ["uniform", "object", "background"]
 @pytest.fixture(scope="module")
 def study_tables():
     labels, predictions, epsilons, compactness, accuracy = synthetic_study(classes=12, per_class=6)
-    per_image = aggregate.per_image(labels, predictions, epsilons, compactness)
+    localisation = synthetic_localisation(compactness)
+    per_image = aggregate.per_image(labels, predictions, epsilons, compactness, localisation)
     return (
         per_image,
         aggregate.per_class(per_image, min_class_images=4, bootstrap=100),
         aggregate.per_model(per_image, accuracy),
         statistics.statistics_table(per_image, bootstrap=100),
         aggregate.robustness(per_image, eps_max=1.0, bootstrap=100),
+        aggregate.localisation_summary(per_image, bootstrap=100),
     )
 
 
@@ -53,7 +55,7 @@ def test_every_figure_is_written_and_stable(study_tables, tmp_path):
 
 
 def test_figures_survive_a_model_without_any_epsilon(study_tables, tmp_path):
-    per_image, per_class, per_model, tests, _ = study_tables
+    per_image, per_class, per_model, tests, _, localisation = study_tables
     blank = per_image.copy()
     blank.loc[blank["model"] == "m2", [f"epsilon_{k}" for k in SEARCHES]] = np.nan
     blank.loc[blank["model"] == "m2", [f"search_status_{k}" for k in SEARCHES]] = None
@@ -63,6 +65,7 @@ def test_figures_survive_a_model_without_any_epsilon(study_tables, tmp_path):
         per_model,
         statistics.statistics_table(blank, bootstrap=100),
         aggregate.robustness(blank, eps_max=1.0, bootstrap=100),
+        localisation.iloc[:0],
         searches=SEARCHES,
         eps_max=1.0,
     )

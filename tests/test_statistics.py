@@ -220,3 +220,29 @@ def test_partial_spearman_by_hand_on_five_points():
     residual_y = ry - design @ np.linalg.lstsq(design, ry, rcond=None)[0]
     expected = np.corrcoef(residual_x, residual_y)[0, 1]
     assert statistics.partial_spearman(x, y, z) == pytest.approx(expected, abs=1e-12)
+
+
+# ---- localisation against chance --------------------------------------------------------------
+
+
+def test_pointing_and_energy_against_chance_by_hand():
+    n = 40
+    hits = np.tile([1.0, 1.0, 1.0, 0.0], n // 4)  # 30 hits of 40
+    table = paired_table(np.full(n, 0.1), np.full(n, 0.1)).assign(
+        loc_box_fraction=0.25,
+        loc_gradcam_pointing_hit=hits,
+        loc_gradcam_energy_in_box=np.linspace(0.3, 0.7, n),
+        loc_saliency_pointing_hit=np.nan,
+        loc_saliency_energy_in_box=np.nan,
+    )
+    rows = statistics.localisation_vs_chance(table, bootstrap=200).set_index(["test", "a"])
+    pointing = rows.loc[("pointing_vs_chance", "gradcam_pointing_hit")]
+    expected_z = (30 - 10) / np.sqrt(40 * 0.25 * 0.75)
+    assert pointing["estimate"] == 0.75 and pointing["n"] == n
+    assert pointing["statistic"] == pytest.approx(expected_z)
+    assert pointing["p_value"] == pytest.approx(2 * scipy.stats.norm.sf(expected_z))
+    energy = rows.loc[("energy_vs_chance", "gradcam_energy_in_box")]
+    expected = scipy.stats.wilcoxon(np.linspace(0.3, 0.7, n) - 0.25)
+    assert energy["estimate"] == pytest.approx(0.5)
+    assert energy["p_value"] == pytest.approx(expected.pvalue)
+    assert rows.loc[("pointing_vs_chance", "saliency_pointing_hit"), "n"] == 0
