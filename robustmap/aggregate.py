@@ -21,7 +21,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from robustmap.bootstrap import resampled, seeded_generator
+from robustmap.bootstrap import TAILS, mean_ci, resampled, seeded_generator
 from robustmap.kinds import HEATMAP_KINDS, SEARCH_KINDS, search_order
 from robustmap.localisation import NO_BOX
 from robustmap.localisation import SCORES as LOCALISATION_SCORES
@@ -396,7 +396,7 @@ def median_ci(
     if defined.size < 2:
         return np.nan, np.nan
     medians = resampled(defined, _censored_medians, bootstrap=bootstrap, rng=rng)
-    return censored_quantile(medians, 0.025), censored_quantile(medians, 0.975)
+    return censored_quantile(medians, TAILS[0]), censored_quantile(medians, TAILS[1])
 
 
 def _censored_medians(samples: np.ndarray, axis: int) -> np.ndarray:
@@ -571,11 +571,7 @@ def _share_ci(
     """Percentile bootstrap 95% CI of the surviving share at every step: survive [n, S]."""
     if len(survive) == 0:
         return np.full(survive.shape[1], np.nan), np.full(survive.shape[1], np.nan)
-    shares = resampled(
-        survive, lambda samples, axis: samples.mean(axis=axis), bootstrap=bootstrap, rng=rng
-    )
-    low, high = np.quantile(shares, [0.025, 0.975], axis=0)
-    return low, high
+    return mean_ci(survive, bootstrap=bootstrap, rng=rng)
 
 
 def localisation_summary(
@@ -642,10 +638,7 @@ def _localisation_row(
     pair = np.column_stack([hits[both], energy[both]])
     low, high = (np.full(2, np.nan),) * 2
     if len(pair) >= 2:
-        means = resampled(
-            pair, lambda samples, axis: samples.mean(axis=axis), bootstrap=bootstrap, rng=rng
-        )
-        low, high = np.quantile(means, [0.025, 0.975], axis=0)
+        low, high = mean_ci(pair, bootstrap=bootstrap, rng=rng)
     mean = pair.mean(axis=0) if len(pair) else np.full(2, np.nan)
     return {
         "n": int(both.sum()),

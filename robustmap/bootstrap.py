@@ -15,6 +15,8 @@ from collections.abc import Callable, Hashable, Sequence
 import numpy as np
 
 CONFIDENCE = 0.95
+TAILS = ((1.0 - CONFIDENCE) / 2.0, (1.0 + CONFIDENCE) / 2.0)
+"""The percentile points of every interval: 2.5% and 97.5% of the resampled statistic."""
 _CHUNK = 256  # resamples computed at once; bounds memory at 256 x n values
 
 
@@ -70,3 +72,17 @@ def bootstrap_ci(
         warnings.simplefilter("ignore", RuntimeWarning)
         low, high = np.nanquantile(values, [alpha, 1.0 - alpha])
     return float(low), float(high)
+
+
+def mean_ci(
+    data: np.ndarray, *, bootstrap: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """Percentile bootstrap CIs of the column means of ``data`` [n, k]: (low [k], high [k]).
+
+    One resample of rows serves every column, so the k intervals come from the same draws.
+    """
+    means = resampled(
+        data, lambda samples, axis: samples.mean(axis=axis), bootstrap=bootstrap, rng=rng
+    )
+    low, high = np.quantile(means, TAILS, axis=0)
+    return low, high

@@ -24,6 +24,13 @@ Tests
     the minimal epsilon is the margin over the rate at which the step erodes it, so a score that
     tracks the margin correlates with epsilon for that reason alone. p-value: t-test of the
     partial correlation with n - 3 degrees of freedom.
+``pointing_vs_chance``, ``energy_vs_chance`` (per model; a = ``<heatmap>_pointing_hit`` or
+``<heatmap>_energy_in_box``, b = ``chance``)
+    Does the heatmap point into the human box more often, or put more heat there, than a
+    random pixel or a uniform map would (:func:`localisation_vs_chance`)?
+``localisation_spearman``, ``localisation_partial_spearman`` (per model; a = ``loc_<heatmap>_
+<score>``)
+    As the compactness rows, for each localisation score against the uniform epsilon.
 ``model_pair`` (model = ``all``; a, b = two models; one set per search)
     Wilcoxon signed-rank test on ``log eps_a - log eps_b`` of one search's epsilons of the
     images that every model classified correctly, restricted to those flipped under both
