@@ -135,10 +135,11 @@ def compactness_correlations(
     per_image_table: pd.DataFrame, *, bootstrap: int = 2000, seed: int = 0
 ) -> pd.DataFrame:
     """Spearman rho between each compactness score and the uniform epsilon, per model."""
-    return _score_correlations(
+    return _correlations(
         per_image_table,
         compactness_columns(per_image_table),
         test="compactness_spearman",
+        controlled=False,
         bootstrap=bootstrap,
         seed=seed,
     )
@@ -148,39 +149,43 @@ def localisation_correlations(
     per_image_table: pd.DataFrame, *, bootstrap: int = 2000, seed: int = 0
 ) -> pd.DataFrame:
     """Spearman rho between each localisation score and the uniform epsilon, per model."""
-    return _score_correlations(
+    return _correlations(
         per_image_table,
         localisation_columns(per_image_table),
         test="localisation_spearman",
+        controlled=False,
         bootstrap=bootstrap,
         seed=seed,
     )
 
 
-def _score_correlations(
+def _correlations(
     per_image_table: pd.DataFrame,
     scores: list[str],
     *,
     test: str,
+    controlled: bool,
     bootstrap: int,
     seed: int,
 ) -> pd.DataFrame:
+    """Each score against the uniform epsilon per model: Spearman, or (``controlled``) partial
+    Spearman given the clean logit margin."""
+    needed = {"epsilon_uniform", "logit_margin"} if controlled else {"epsilon_uniform"}
     rows = []
-    if "epsilon_uniform" not in per_image_table:
+    if not needed <= set(per_image_table.columns):
         return _frame(rows)
     for model, images in per_image_table.groupby("model", sort=True):
         epsilon = images["epsilon_uniform"].to_numpy(dtype=float)
         for score in scores:
-            rows.append(
-                _spearman(
-                    images[score].to_numpy(dtype=float),
-                    epsilon,
-                    key=(model, test, score, "epsilon_uniform"),
-                    bootstrap=bootstrap,
-                    seed=seed,
-                )
-                | {"search": "uniform"}
-            )
+            key = (model, test, score, "epsilon_uniform")
+            values = images[score].to_numpy(dtype=float)
+            if controlled:
+                margin = images["logit_margin"].to_numpy(dtype=float)
+                row = _partial(values, epsilon, margin, key=key, bootstrap=bootstrap, seed=seed)
+                row["control"] = MARGIN_CONTROL
+            else:
+                row = _spearman(values, epsilon, key=key, bootstrap=bootstrap, seed=seed)
+            rows.append(row | {"search": "uniform"})
     return _frame(rows)
 
 
@@ -203,10 +208,11 @@ def partial_compactness_correlations(
     erodes it, so a score that merely tracks the margin correlates with epsilon for that reason
     alone; the partial correlation removes what the margin's ranks explain linearly.
     """
-    return _partial_correlations(
+    return _correlations(
         per_image_table,
         compactness_columns(per_image_table),
         test="compactness_partial_spearman",
+        controlled=True,
         bootstrap=bootstrap,
         seed=seed,
     )
@@ -216,40 +222,14 @@ def partial_localisation_correlations(
     per_image_table: pd.DataFrame, *, bootstrap: int = 2000, seed: int = 0
 ) -> pd.DataFrame:
     """Each localisation score vs the uniform epsilon given the clean logit margin, per model."""
-    return _partial_correlations(
+    return _correlations(
         per_image_table,
         localisation_columns(per_image_table),
         test="localisation_partial_spearman",
+        controlled=True,
         bootstrap=bootstrap,
         seed=seed,
     )
-
-
-def _partial_correlations(
-    per_image_table: pd.DataFrame,
-    scores: list[str],
-    *,
-    test: str,
-    bootstrap: int,
-    seed: int,
-) -> pd.DataFrame:
-    rows = []
-    if not {"epsilon_uniform", "logit_margin"} <= set(per_image_table.columns):
-        return _frame(rows)
-    for model, images in per_image_table.groupby("model", sort=True):
-        epsilon = images["epsilon_uniform"].to_numpy(dtype=float)
-        margin = images["logit_margin"].to_numpy(dtype=float)
-        for score in scores:
-            row = _partial(
-                images[score].to_numpy(dtype=float),
-                epsilon,
-                margin,
-                key=(model, test, score, "epsilon_uniform"),
-                bootstrap=bootstrap,
-                seed=seed,
-            )
-            rows.append(row | {"search": "uniform", "control": MARGIN_CONTROL})
-    return _frame(rows)
 
 
 def localisation_vs_chance(
