@@ -25,6 +25,8 @@ SEARCH_KINDS = ("uniform", "object", "background")
 HEATMAP_KINDS = ("gradcam", "saliency")
 AGREEMENT_COLUMNS = ("spearman", "iou_top20")
 SEARCH_FIELDS = ("epsilon", "status", "adversarial_label", "forward_passes", "non_monotone")
+# The same fields in the column order of a search table (robustmap.measure.SEARCH_COLUMNS).
+SEARCH_TABLE_FIELDS = ("epsilon", "adversarial_label", "forward_passes", "status", "non_monotone")
 PREDICTION_FIELDS = ("top1", "top2", "top3", "top4", "top5", "logit_margin", "correct", "in_top5")
 
 
@@ -59,8 +61,8 @@ def merge_searches(shard_tables: Sequence[pd.DataFrame], shards: pd.DataFrame) -
                 f"no search rows for {len(shards)} shard images, e.g. "
                 f"{_examples(shards['image_id'])}"
             )
-        columns = list(shard_tables[0].columns) if shard_tables else ["image_id", "search"]
-        return pd.DataFrame(columns=columns)
+        # no correct image, no shard: every column of a search table, no rows
+        return _empty_epsilons()[["image_id", "search", *SEARCH_TABLE_FIELDS]]
     merged = pd.concat(frames, ignore_index=True)
     position = pd.Series(np.arange(len(shards)), index=shards["image_id"].to_numpy())
     if not position.index.is_unique:

@@ -59,6 +59,14 @@ def _empty(ax, message: str) -> None:
     ax.set_axis_off()
 
 
+def message_figure(title: str, message: str) -> Figure:
+    """A figure that only says why there is nothing to draw (e.g. a model with no correct image)."""
+    figure = _figure(6, 2)
+    figure.suptitle(title)
+    _empty(figure.subplots(), message)
+    return figure
+
+
 def _models(table: pd.DataFrame) -> list[str]:
     return sorted(table["model"].unique())
 

@@ -133,6 +133,14 @@ def _search_frame(kind: str, image_ids: np.ndarray, result: search.SearchResult)
     return frame[SEARCH_COLUMNS]
 
 
+# The arrays of a shard without images: the empty table keeps the columns and dtypes of a full one.
+_NO_HEATMAPS = {
+    "image_id": np.array([], dtype=str),
+    "gradcam": np.zeros((0, 1, 1), np.float32),
+    "saliency": np.zeros((0, 1, 1), np.float32),
+}
+
+
 def compactness_table(shard_arrays: list[dict[str, np.ndarray]], *, threshold: str) -> pd.DataFrame:
     """Compactness of both heatmaps of every image, with saliency-vs-Grad-CAM agreement.
 
@@ -141,8 +149,11 @@ def compactness_table(shard_arrays: list[dict[str, np.ndarray]], *, threshold: s
             [N, H, W]).
     Returns:
         One row per image and heatmap kind (image_id, heatmap, scores...), the agreement columns
-        repeated on both rows of an image.
+        repeated on both rows of an image. No shard (a model that got no image right): the same
+        columns, no rows.
     """
+    if not shard_arrays:
+        shard_arrays = [_NO_HEATMAPS]
     image_ids = np.concatenate([arrays["image_id"] for arrays in shard_arrays]).astype(str)
     maps = {
         kind: np.concatenate([arrays[kind] for arrays in shard_arrays])

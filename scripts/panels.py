@@ -6,21 +6,27 @@ sm = snakemake  # noqa: F821 - injected by Snakemake
 runtime.setup(sm.log[0])
 epsilons = tables.read_parquet(sm.input.epsilons)
 chosen = aggregate.extreme_images(epsilons, count=sm.params.panel_images)
-images, labels = shards.load_labelled_images(
-    sm.input.labels, sm.input.manifest, chosen["image_id"].tolist(), image_size=sm.params.image_size
-)
-figure = figures.model_panel(
-    models.from_options(sm.params.model),
-    name=sm.wildcards.model,
-    chosen=chosen,
-    images=images,
-    labels=labels,
-    heatmaps=figures.select_heatmaps(
-        [tables.read_npz(path) for path in sm.input.heatmaps], chosen["image_id"].tolist()
-    ),
-    epsilons=epsilons,
-    object_mask=sm.params.object_mask,
-    threshold=sm.params.threshold,
-    eps_max=sm.params.eps_max,
-)
+if chosen.empty:  # a model with no correct image still gets its (explaining) panel
+    figure = figures.message_figure(sm.wildcards.model, "no correct images: no epsilon to show")
+else:
+    images, labels = shards.load_labelled_images(
+        sm.input.labels,
+        sm.input.manifest,
+        chosen["image_id"].tolist(),
+        image_size=sm.params.image_size,
+    )
+    figure = figures.model_panel(
+        models.from_options(sm.params.model, lock=runtime.CHECKSUMS_LOCK),
+        name=sm.wildcards.model,
+        chosen=chosen,
+        images=images,
+        labels=labels,
+        heatmaps=figures.select_heatmaps(
+            [tables.read_npz(path) for path in sm.input.heatmaps], chosen["image_id"].tolist()
+        ),
+        epsilons=epsilons,
+        object_mask=sm.params.object_mask,
+        threshold=sm.params.threshold,
+        eps_max=sm.params.eps_max,
+    )
 figures.save_figure(figure, sm.output.panel)
