@@ -24,10 +24,34 @@ import pandas as pd
 SEARCH_KINDS = ("uniform", "object", "background")
 HEATMAP_KINDS = ("gradcam", "saliency")
 AGREEMENT_COLUMNS = ("spearman", "iou_top20")
-SEARCH_FIELDS = ("epsilon", "status", "adversarial_label", "forward_passes", "non_monotone")
+SEARCH_FIELDS = (
+    "epsilon",
+    "status",
+    "adversarial_label",
+    "adversarial_name",
+    "forward_passes",
+    "non_monotone",
+)
 # The same fields in the column order of a search table (robustmap.measure.SEARCH_COLUMNS).
-SEARCH_TABLE_FIELDS = ("epsilon", "adversarial_label", "forward_passes", "status", "non_monotone")
-PREDICTION_FIELDS = ("top1", "top2", "top3", "top4", "top5", "logit_margin", "correct", "in_top5")
+SEARCH_TABLE_FIELDS = (
+    "epsilon",
+    "adversarial_label",
+    "adversarial_name",
+    "forward_passes",
+    "status",
+    "non_monotone",
+)
+PREDICTION_FIELDS = (
+    "top1",
+    "top1_name",
+    "top2",
+    "top3",
+    "top4",
+    "top5",
+    "logit_margin",
+    "correct",
+    "in_top5",
+)
 
 
 def search_order(kinds: Sequence[str]) -> list[str]:
@@ -180,6 +204,7 @@ def _empty_epsilons() -> pd.DataFrame:
             "epsilon": pd.Series(dtype="float64"),
             "status": pd.Series(dtype=object),
             "adversarial_label": pd.Series(dtype="Int64"),
+            "adversarial_name": pd.Series(dtype=object),
             "forward_passes": pd.Series(dtype="Int64"),
             "non_monotone": pd.Series(dtype="boolean"),
         }

@@ -14,7 +14,7 @@ import keras
 import numpy as np
 import pandas as pd
 
-from robustmap import compactness, heatmaps, search
+from robustmap import classes, compactness, heatmaps, search
 
 LOG = logging.getLogger(__name__)
 SEARCH_COLUMNS = [
@@ -22,6 +22,7 @@ SEARCH_COLUMNS = [
     "search",
     "epsilon",
     "adversarial_label",
+    "adversarial_name",
     "forward_passes",
     "status",
     "non_monotone",
@@ -128,6 +129,9 @@ def search_tables(
 
 def _search_frame(kind: str, image_ids: np.ndarray, result: search.SearchResult) -> pd.DataFrame:
     frame = result.to_frame()
+    frame["adversarial_name"] = pd.Series(
+        classes.names_of(frame["adversarial_label"]), dtype=object
+    )
     frame.insert(0, "search", kind)
     frame.insert(0, "image_id", image_ids)
     return frame[SEARCH_COLUMNS]
