@@ -179,12 +179,13 @@ def _search_columns(epsilons: pd.DataFrame | None) -> pd.DataFrame:
     """Epsilon table pivoted to one row per image, every search kind present as columns."""
     wide = pd.DataFrame({"image_id": pd.Series(dtype=object)})
     epsilons = _empty_epsilons() if epsilons is None else epsilons
+    fields = [field for field in SEARCH_FIELDS if field in epsilons.columns]  # names: optional
     for kind in SEARCH_KINDS:
         rows = epsilons[epsilons["search"] == kind]
-        renamed = rows[["image_id", *SEARCH_FIELDS]].rename(
+        renamed = rows[["image_id", *fields]].rename(
             columns={
                 field: (f"search_status_{kind}" if field == "status" else f"{field}_{kind}")
-                for field in SEARCH_FIELDS
+                for field in fields
             }
         )
         wide = wide.merge(renamed, on="image_id", how="outer", validate="one_to_one")
@@ -343,7 +344,7 @@ def per_class(per_image_table: pd.DataFrame) -> pd.DataFrame:
         )
     summary = pd.DataFrame(rows, columns=["model", "search", "imagenet_index", *_SUMMARY_COLUMNS])
     keys = accuracy[["model", "imagenet_index"]].merge(
-        pd.DataFrame({"search": search_order(epsilons["search"].unique())}), how="cross"
+        pd.DataFrame({"search": _searched_kinds(epsilons)}), how="cross"
     )
     table = keys.merge(summary, on=["model", "search", "imagenet_index"], how="left")
     table = table.merge(accuracy, on=["model", "imagenet_index"], how="left")
@@ -371,6 +372,12 @@ _SUMMARY_COLUMNS = (
     "median_censored",
 )
 _SEARCH_RANK = {kind: rank for rank, kind in enumerate(SEARCH_KINDS)}
+
+
+def _searched_kinds(epsilons: pd.DataFrame) -> list[str]:
+    """The search kinds in the data; all of them when no model got any image right, so that the
+    summary tables still show every model's (zero) accuracy instead of no row at all."""
+    return search_order(epsilons["search"].unique()) or list(SEARCH_KINDS)
 
 
 def _class_accuracy(per_image_table: pd.DataFrame) -> pd.DataFrame:
@@ -426,7 +433,7 @@ def per_model(
         accuracy = accuracy_by_model[model]
         clean = {key: accuracy[key] for key in ("images", "scored", "top1", "top5")}
         model_rows = epsilons[epsilons["model"] == model]
-        for search in search_order(epsilons["search"].unique()):
+        for search in _searched_kinds(epsilons):
             values = model_rows.loc[model_rows["search"] == search, "epsilon"].to_numpy()
             rows.append({"model": model, "search": search} | clean | epsilon_summary(values))
     columns = ["model", "search", "images", "scored", "top1", "top5", *_SUMMARY_COLUMNS]

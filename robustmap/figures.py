@@ -67,6 +67,18 @@ def message_figure(title: str, message: str) -> Figure:
     return figure
 
 
+NO_CORRECT = "no correct images"
+
+
+def _no_epsilon(table: pd.DataFrame, model: str, otherwise: str) -> str:
+    """Why ``model`` has nothing to draw: no correct image at all (per-class ``n`` or per-image
+    ``correct`` all zero), else ``otherwise``."""
+    rows = table[table["model"] == model]
+    column = "n" if "n" in rows else "correct"
+    nothing = not rows[column].fillna(0).astype(bool).any()
+    return f"{model}: {NO_CORRECT}" if nothing else f"{model}: {otherwise}"
+
+
 def _models(table: pd.DataFrame) -> list[str]:
     return sorted(table["model"].unique())
 
@@ -134,7 +146,7 @@ def class_epsilon_figure(
             drop = int(np.floor(len(classes) * (1 - central) / 2))
             classes = classes.iloc[drop : len(classes) - drop]
         if classes.empty:
-            _empty(ax, f"{model}: no class with an epsilon")
+            _empty(ax, _no_epsilon(per_class_table, model, "no class with an epsilon"))
             continue
         _class_bars(ax, classes, log=not central)
         ax.set_title(f"{model} ({len(classes)} classes)", loc="left")
@@ -196,6 +208,10 @@ def class_extremes_figure(
     figure.suptitle(f"Most sensitive and most robust classes, {search} search (median, IQR)")
     for (left, right), model in zip(axes, models, strict=False):
         ranked = rows[rows["model"] == model].sort_values("sensitivity_rank")
+        if ranked.empty:
+            _empty(left, _no_epsilon(per_class_table, model, "no class with an epsilon"))
+            right.set_axis_off()
+            continue
         sensitive = ranked.head(count)
         robust = ranked.iloc[::-1].head(count)
         _extreme_bars(left, sensitive, eps_max=eps_max, title=f"{model}: most sensitive")
@@ -253,6 +269,9 @@ def epsilon_ecdf_figure(per_image_table: pd.DataFrame, *, eps_max: float) -> Fig
     kinds = _kinds(per_image_table)
     for ax, model in zip(axes, models, strict=False):
         images = per_image_table[per_image_table["model"] == model]
+        if not images["correct"].fillna(False).astype(bool).any():
+            _empty(ax, f"{model}: {NO_CORRECT}")
+            continue
         for kind in kinds:
             epsilon = images[f"epsilon_{kind}"].dropna().to_numpy(dtype=float)
             if epsilon.size == 0:
@@ -309,7 +328,7 @@ def paired_searches_figure(per_image_table: pd.DataFrame, *, max_lines: int = 30
         ].to_numpy(dtype=float)
         paired = values[np.isfinite(values).all(axis=1)] if len(kinds) > 1 else values[:0]
         if paired.size == 0:
-            _empty(ax, f"{model}: no image flipped in every search")
+            _empty(ax, _no_epsilon(per_image_table, model, "no image flipped in every search"))
             continue
         shown = paired[np.unique(np.linspace(0, len(paired) - 1, max_lines).astype(int))]
         x = np.arange(len(kinds))

@@ -7,7 +7,7 @@ runtime.setup(sm.log[0])
 epsilons = tables.read_parquet(sm.input.epsilons)
 chosen = aggregate.extreme_images(epsilons, count=sm.params.panel_images)
 if chosen.empty:  # a model with no correct image still gets its (explaining) panel
-    figure = figures.message_figure(sm.wildcards.model, "no correct images: no epsilon to show")
+    figure = figures.message_figure(sm.wildcards.model, figures.NO_CORRECT)
 else:
     images, labels = shards.load_labelled_images(
         sm.input.labels,
