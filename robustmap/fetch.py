@@ -173,6 +173,8 @@ def record(lock: str | os.PathLike, name: str, sha256: str) -> None:
     guard file beside the lock serialises the read-modify-write so that no entry is lost.
     """
     lock = Path(lock)
+    if read_lock(lock).get(name) == sha256:
+        return  # the common case (every job loading a locked model): no guard file, no write
     lock.parent.mkdir(parents=True, exist_ok=True)
     guard_path = lock.with_name(f".{lock.name}.guard")
     with open(guard_path, "a") as guard:

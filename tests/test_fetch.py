@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 import logging
+import multiprocessing
 import re
 import stat
 import zipfile
@@ -279,3 +280,15 @@ def test_lock_keeps_every_name_sorted(server, tmp_path):
     record(lock, "alpha.zip", "a" * 64)
     record(lock, "zeta.h5", "c" * 64)
     assert lock.read_text() == f"alpha.zip\t{'a' * 64}\nzeta.h5\t{'c' * 64}\n"
+
+
+def _record_one(args):
+    lock, index = args
+    record(lock, f"file{index}.h5", f"{index:064x}")
+
+
+def test_lock_loses_no_entry_when_jobs_record_at_once(tmp_path):
+    lock = tmp_path / "checksums.lock"
+    with multiprocessing.get_context("fork").Pool(8) as pool:
+        pool.map(_record_one, [(lock, i) for i in range(32)])
+    assert read_lock(lock) == {f"file{i}.h5": f"{i:064x}" for i in range(32)}
