@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 from test_aggregate import prediction_table, synthetic_study
 
-from robustmap import aggregate, figures, measure, statistics
+from robustmap import aggregate, classes, figures, measure, search, statistics
 
 SEARCHES = ["uniform", "object", "background"]
 
@@ -86,3 +86,20 @@ def test_figures_say_no_correct_images(models):
 def test_message_figure_says_why():
     figure = figures.message_figure("m1", figures.NO_CORRECT)
     assert [t.get_text() for t in figure.axes[0].texts] == ["no correct images"]
+
+
+def test_class_names_beside_indices():
+    assert classes.names_of([435, -1, None, float("nan")]) == ["bathtub", None, None, None]
+    table = measure._search_frame(
+        "uniform",
+        np.array(["a", "b"]),
+        search.SearchResult(
+            epsilon=np.array([0.01, np.inf]),
+            adversarial_label=np.array([435, -1]),
+            forward_passes=np.array([5, 13]),
+            status=np.array(["flipped", "not_flipped"]),
+            non_monotone=np.array([False, False]),
+        ),
+    )
+    assert list(table.columns) == measure.SEARCH_COLUMNS
+    assert table["adversarial_name"].tolist() == ["bathtub", None]
