@@ -90,7 +90,7 @@ def parse_args() -> argparse.Namespace:
         "--gpu-jobs",
         type=int,
         help="workflow: GPU jobs at a time (--resources gpu=N); default 1 when nvidia-smi "
-        "lists a GPU (as profiles/local), else no limit",
+        "lists a GPU (as profiles/default), else no limit",
     )
     parser.add_argument("--keep", action="store_true", help="workflow: keep the run directory")
     parser.add_argument("--images", type=int, default=REFERENCE_IMAGES, help="reference: images")

@@ -27,8 +27,34 @@ from robustmap.localisation import NO_BOX
 from robustmap.localisation import SCORES as LOCALISATION_SCORES
 
 AGREEMENT_COLUMNS = ("spearman", "iou_top20")
-SEARCH_FIELDS = ("epsilon", "status", "adversarial_label", "forward_passes", "non_monotone")
-PREDICTION_FIELDS = ("top1", "top2", "top3", "top4", "top5", "logit_margin", "correct", "in_top5")
+SEARCH_FIELDS = (
+    "epsilon",
+    "status",
+    "adversarial_label",
+    "adversarial_name",
+    "forward_passes",
+    "non_monotone",
+)
+# The same fields in the column order of a search table (robustmap.measure.SEARCH_COLUMNS).
+SEARCH_TABLE_FIELDS = (
+    "epsilon",
+    "adversarial_label",
+    "adversarial_name",
+    "forward_passes",
+    "status",
+    "non_monotone",
+)
+PREDICTION_FIELDS = (
+    "top1",
+    "top1_name",
+    "top2",
+    "top3",
+    "top4",
+    "top5",
+    "logit_margin",
+    "correct",
+    "in_top5",
+)
 MIN_CLASS_IMAGES = 5  # default of report.min_class_images: fewer searched images, no rank
 CUSTOMARY_STEPS = {"1/255": 1 / 255, "2/255": 2 / 255, "4/255": 4 / 255, "8/255": 8 / 255}
 ROBUSTNESS_GRID = (1e-4, 41)  # the curve's log grid: from 1e-4 to eps_max, this many points
@@ -59,8 +85,8 @@ def merge_searches(shard_tables: Sequence[pd.DataFrame], shards: pd.DataFrame) -
                 f"no search rows for {len(shards)} shard images, e.g. "
                 f"{_examples(shards['image_id'])}"
             )
-        columns = list(shard_tables[0].columns) if shard_tables else ["image_id", "search"]
-        return pd.DataFrame(columns=columns)
+        # no correct image, no shard: every column of a search table, no rows
+        return _empty_epsilons()[["image_id", "search", *SEARCH_TABLE_FIELDS]]
     merged = pd.concat(frames, ignore_index=True)
     position = pd.Series(np.arange(len(shards)), index=shards["image_id"].to_numpy())
     if not position.index.is_unique:
@@ -159,12 +185,13 @@ def _search_columns(epsilons: pd.DataFrame | None) -> pd.DataFrame:
     """Epsilon table pivoted to one row per image, every search kind present as columns."""
     wide = pd.DataFrame({"image_id": pd.Series(dtype=object)})
     epsilons = _empty_epsilons() if epsilons is None else epsilons
+    fields = [field for field in SEARCH_FIELDS if field in epsilons.columns]  # names: optional
     for kind in SEARCH_KINDS:
         rows = epsilons[epsilons["search"] == kind]
-        renamed = rows[["image_id", *SEARCH_FIELDS]].rename(
+        renamed = rows[["image_id", *fields]].rename(
             columns={
                 field: (f"search_status_{kind}" if field == "status" else f"{field}_{kind}")
-                for field in SEARCH_FIELDS
+                for field in fields
             }
         )
         wide = wide.merge(renamed, on="image_id", how="outer", validate="one_to_one")
@@ -184,6 +211,7 @@ def _empty_epsilons() -> pd.DataFrame:
             "epsilon": pd.Series(dtype="float64"),
             "status": pd.Series(dtype=object),
             "adversarial_label": pd.Series(dtype="Int64"),
+            "adversarial_name": pd.Series(dtype=object),
             "forward_passes": pd.Series(dtype="Int64"),
             "non_monotone": pd.Series(dtype="boolean"),
         }
@@ -365,7 +393,7 @@ def per_class(
     columns = ["model", "search", "imagenet_index", *_SUMMARY_COLUMNS, *_CI_COLUMNS]
     summary = pd.DataFrame(rows, columns=columns)
     keys = accuracy[["model", "imagenet_index"]].merge(
-        pd.DataFrame({"search": search_order(epsilons["search"].unique())}), how="cross"
+        pd.DataFrame({"search": _searched_kinds(epsilons)}), how="cross"
     )
     table = keys.merge(summary, on=["model", "search", "imagenet_index"], how="left")
     table = table.merge(accuracy, on=["model", "imagenet_index"], how="left")
@@ -426,6 +454,12 @@ _CI_COLUMNS = ("median_ci_low", "median_ci_high")
 _SEARCH_RANK = {kind: rank for rank, kind in enumerate(SEARCH_KINDS)}
 
 
+def _searched_kinds(epsilons: pd.DataFrame) -> list[str]:
+    """The search kinds in the data; all of them when no model got any image right, so that the
+    summary tables still show every model's (zero) accuracy instead of no row at all."""
+    return search_order(epsilons["search"].unique()) or list(SEARCH_KINDS)
+
+
 def _class_accuracy(per_image_table: pd.DataFrame) -> pd.DataFrame:
     """Clean top-1 accuracy per model and class over the scoreable rows (correct not null)."""
     scored = per_image_table[
@@ -479,7 +513,7 @@ def per_model(
         accuracy = accuracy_by_model[model]
         clean = {key: accuracy[key] for key in ("images", "scored", "top1", "top5")}
         model_rows = epsilons[epsilons["model"] == model]
-        for search in search_order(epsilons["search"].unique()):
+        for search in _searched_kinds(epsilons):
             values = model_rows.loc[model_rows["search"] == search, "epsilon"].to_numpy()
             rows.append({"model": model, "search": search} | clean | epsilon_summary(values))
     columns = ["model", "search", "images", "scored", "top1", "top5", *_SUMMARY_COLUMNS]
@@ -513,7 +547,7 @@ def robustness(
     for model, images in per_image_table.groupby("model", sort=True):
         scored = images[images["correct"].notna()]
         correct = scored["correct"].astype(bool).to_numpy()
-        for search in _searched_kinds(per_image_table):
+        for search in _kinds_searched_per_image(per_image_table):
             # an image without a human box has no box-search epsilon: unknown, not a failure
             column = f"search_status_{search}"
             known = (
@@ -559,10 +593,14 @@ def _robustness_steps(eps_max: float) -> pd.DataFrame:
     return steps.sort_values(["epsilon", "customary"], kind="stable").reset_index(drop=True)
 
 
-def _searched_kinds(per_image_table: pd.DataFrame) -> list[str]:
-    """Search kinds with an epsilon column, in the study's order."""
-    kinds = [c.removeprefix("epsilon_") for c in per_image_table if c.startswith("epsilon_")]
-    return search_order(kinds)
+def _kinds_searched_per_image(per_image_table: pd.DataFrame) -> list[str]:
+    """Search kinds that some image of the per-image table was searched with, in study order."""
+    return [
+        kind
+        for kind in SEARCH_KINDS
+        if f"search_status_{kind}" in per_image_table
+        and per_image_table[f"search_status_{kind}"].notna().any()
+    ]
 
 
 def _share_ci(

@@ -74,3 +74,11 @@ def class_name(index: int) -> str:
 def full_name(index: int) -> str:
     """All WordNet synonyms of a class, comma separated, as in the original ILSVRC label list."""
     return _full_names()[_check_index(index)]
+
+
+def names_of(indices) -> list[str | None]:
+    """``class_name`` of each index; ``None`` where there is no class (null, or -1: no label)."""
+    return [
+        None if index is None or index != index or int(index) < 0 else class_name(int(index))
+        for index in indices
+    ]

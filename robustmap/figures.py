@@ -62,6 +62,26 @@ def _empty(ax, message: str) -> None:
     ax.set_axis_off()
 
 
+def message_figure(title: str, message: str) -> Figure:
+    """A figure that only says why there is nothing to draw (e.g. a model with no correct image)."""
+    figure = new_figure(6, 2)
+    figure.suptitle(title)
+    _empty(figure.subplots(), message)
+    return figure
+
+
+NO_CORRECT = "no correct images"
+
+
+def _no_epsilon(table: pd.DataFrame, model: str, otherwise: str) -> str:
+    """Why ``model`` has nothing to draw: no correct image at all (per-class ``n`` or per-image
+    ``correct`` all zero), else ``otherwise``."""
+    rows = table[table["model"] == model]
+    column = "n" if "n" in rows else "correct"
+    nothing = not rows[column].fillna(0).astype(bool).any()
+    return f"{model}: {NO_CORRECT}" if nothing else f"{model}: {otherwise}"
+
+
 def _models(table: pd.DataFrame) -> list[str]:
     return sorted(table["model"].unique())
 
@@ -139,7 +159,7 @@ def class_epsilon_figure(
             drop = int(np.floor(len(classes) * (1 - central) / 2))
             classes = classes.iloc[drop : len(classes) - drop]
         if classes.empty:
-            _empty(ax, f"{model}: no class with an epsilon")
+            _empty(ax, _no_epsilon(per_class_table, model, "no class with an epsilon"))
             continue
         _class_bars(ax, classes, log=not central)
         ax.set_title(f"{model} ({len(classes)} classes)", loc="left")
@@ -219,6 +239,10 @@ def class_extremes_figure(
     )
     for (left, right), model in zip(axes, models, strict=False):
         classes = rows[(rows["model"] == model) & (rows["n"] > 0)]
+        if classes.empty:
+            _empty(left, _no_epsilon(per_class_table, model, "no class with an epsilon"))
+            right.set_axis_off()
+            continue
         ranked = classes[classes["sensitivity_rank"].notna()].sort_values("sensitivity_rank")
         counts = f"{len(ranked)} of {len(classes)} classes ranked, {len(classes) - len(ranked)} "
         counts += f"left out (n < {min_class_images})"
@@ -286,6 +310,9 @@ def epsilon_ecdf_figure(per_image_table: pd.DataFrame, *, eps_max: float) -> Fig
     kinds = _kinds(per_image_table)
     for ax, model in zip(axes, models, strict=False):
         images = per_image_table[per_image_table["model"] == model]
+        if not images["correct"].fillna(False).astype(bool).any():
+            _empty(ax, f"{model}: {NO_CORRECT}")
+            continue
         for kind in kinds:
             epsilon = images[f"epsilon_{kind}"].dropna().to_numpy(dtype=float)
             if epsilon.size == 0:
@@ -342,7 +369,7 @@ def paired_searches_figure(per_image_table: pd.DataFrame, *, max_lines: int = 30
         ].to_numpy(dtype=float)
         paired = values[np.isfinite(values).all(axis=1)] if len(kinds) > 1 else values[:0]
         if paired.size == 0:
-            _empty(ax, f"{model}: no image flipped in every search")
+            _empty(ax, _no_epsilon(per_image_table, model, "no image flipped in every search"))
             continue
         shown = paired[np.unique(np.linspace(0, len(paired) - 1, max_lines).astype(int))]
         x = np.arange(len(kinds))

@@ -17,43 +17,13 @@ import tensorflow as tf
 
 from robustmap.compactness import threshold_value
 
-_INPUT_LAYER_TYPES = (keras.layers.InputLayer,)
-
-
-def find_gradcam_layer(model: keras.Model) -> str:
-    """Name of the layer whose activations Grad-CAM weighs.
-
-    Rule: the last layer, in the model's topological layer order, whose output is a single 4-D
-    tensor ``[N, H, W, C]`` that still has spatial extent, i.e. not statically 1 x 1 (unknown
-    sizes count as spatial). In an image classifier this is the output of the last convolutional
-    stage just before global pooling; the 1 x 1 maps of squeeze-and-excitation blocks or of
-    ``keepdims`` pooling heads carry no location and are skipped. Input layers are never chosen.
-    A head that still works on the spatial map in parallel branches (say, crops of it) would be
-    picked instead of the map itself; callers override the choice by passing ``layer=`` to
-    :func:`gradcam`.
-
-    Raises:
-        ValueError: the model has no such layer.
-    """
-    for layer in reversed(model.layers):
-        if isinstance(layer, _INPUT_LAYER_TYPES):
-            continue
-        output = layer.output
-        if not hasattr(output, "shape") or len(output.shape) != 4:
-            continue  # multi-output or non-spatial layer
-        height, width = output.shape[1], output.shape[2]
-        if height == 1 and width == 1:
-            continue
-        return layer.name
-    raise ValueError(f"model {model.name!r} has no layer with a spatial (4-D) output")
-
 
 def gradcam(
     model: keras.Model,
     images: np.ndarray,
     labels: np.ndarray,
     *,
-    layer: str | None = None,
+    layer: str,
     batch_size: int = 32,
 ) -> np.ndarray:
     """Grad-CAM of each image for its given class.
@@ -66,15 +36,15 @@ def gradcam(
         model: Functional Keras model, images -> logits.
         images: float32 ``[N, H, W, C]`` in [0, 1].
         labels: int ``[N]`` class indices (the true classes in the study).
-        layer: layer name; default :func:`find_gradcam_layer`.
+        layer: name of the layer whose activations are weighed (the workflow asks
+            :func:`robustmap.models.gradcam_layer`, the one rule for every model).
         batch_size: images per gradient evaluation.
 
     Returns:
         float32 ``[N, H, W]``, nonnegative.
     """
     images, labels = _checked_inputs(images, labels, batch_size)
-    layer_name = layer if layer is not None else find_gradcam_layer(model)
-    probe = keras.Model(model.inputs, [model.get_layer(layer_name).output, model.output])
+    probe = keras.Model(model.inputs, [model.get_layer(layer).output, model.output])
     image_size = images.shape[1:3]
 
     @tf.function(input_signature=_signatures(images))

@@ -14,7 +14,7 @@ import keras
 import numpy as np
 import pandas as pd
 
-from robustmap import compactness, heatmaps, kinds, search
+from robustmap import classes, compactness, heatmaps, kinds, search
 from robustmap.localisation import NO_BOX
 
 LOG = logging.getLogger(__name__)
@@ -23,6 +23,7 @@ SEARCH_COLUMNS = [
     "search",
     "epsilon",
     "adversarial_label",
+    "adversarial_name",
     "forward_passes",
     "status",
     "non_monotone",
@@ -153,6 +154,9 @@ def _search_frame(
     kind: str, image_ids: np.ndarray, result: search.SearchResult, box_valid: np.ndarray | None
 ) -> pd.DataFrame:
     frame = result.to_frame()
+    frame["adversarial_name"] = pd.Series(
+        classes.names_of(frame["adversarial_label"]), dtype=object
+    )
     frame.insert(0, "search", kind)
     frame.insert(0, "image_id", image_ids)
     if kinds.source_of(kind) == "box" and box_valid is not None:
@@ -160,6 +164,14 @@ def _search_frame(
         frame.loc[no_box, ["epsilon", "adversarial_label", "forward_passes"]] = [np.nan, -1, 0]
         frame.loc[no_box, ["status", "non_monotone"]] = [NO_BOX, False]
     return frame[SEARCH_COLUMNS]
+
+
+# The arrays of a shard without images: the empty table keeps the columns and dtypes of a full one.
+_NO_HEATMAPS = {
+    "image_id": np.array([], dtype=str),
+    "gradcam": np.zeros((0, 1, 1), np.float32),
+    "saliency": np.zeros((0, 1, 1), np.float32),
+}
 
 
 def compactness_table(shard_arrays: list[dict[str, np.ndarray]], *, threshold: str) -> pd.DataFrame:
@@ -170,8 +182,11 @@ def compactness_table(shard_arrays: list[dict[str, np.ndarray]], *, threshold: s
             [N, H, W]).
     Returns:
         One row per image and heatmap kind (image_id, heatmap, scores...), the agreement columns
-        repeated on both rows of an image.
+        repeated on both rows of an image. No shard (a model that got no image right): the same
+        columns, no rows.
     """
+    if not shard_arrays:
+        shard_arrays = [_NO_HEATMAPS]
     image_ids = np.concatenate([arrays["image_id"] for arrays in shard_arrays]).astype(str)
     maps = {
         kind: np.concatenate([arrays[kind] for arrays in shard_arrays])

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
+from robustmap import classes
 from robustmap.dataset import READABLE_STATUSES, SCOREABLE_STATUSES, load_images
 
 TOP_K = 5
@@ -63,8 +64,9 @@ def prediction_table(
         logits: float32 [R, C] for the R rows where ``readable`` is True, in table order.
         readable: bool [len(labels)].
     Returns:
-        One row per label-table row: image_id, imagenet_index, status, reason, top1..top5,
-        logit_margin (true-class logit minus the best other logit; > 0 iff correct), correct.
+        One row per label-table row: image_id, imagenet_index, status, reason, top1,
+        top1_name (its ImageNet class name), top2..top5, logit_margin (true-class logit minus
+        the best other logit; > 0 iff correct), correct.
     """
     n = len(labels)
     top = np.full((n, TOP_K), -1, np.int64)
@@ -85,6 +87,11 @@ def prediction_table(
     )
     for k in range(TOP_K):
         frame[f"top{k + 1}"] = pd.array(np.where(readable, top[:, k], None), dtype="Int64")
+        if k == 0:  # the prediction readable beside its index
+            frame["top1_name"] = pd.Series(
+                classes.names_of(frame["top1"].to_numpy(dtype=object, na_value=None)),
+                dtype=object,
+            )
     frame["logit_margin"] = margin
     correct = pd.array(np.where(scoreable, top[:, 0] == np.nan_to_num(truth, nan=-1), None))
     frame["correct"] = correct.astype("boolean")

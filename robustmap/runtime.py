@@ -5,13 +5,20 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from types import TracebackType
+
+CHECKSUMS_LOCK = "checksums.lock"
+"""The workflow's lock of verified download checksums, relative to its working directory (the
+project root, where it is meant to be committed; see :func:`robustmap.fetch.fetch`)."""
 
 
 def setup(log_path: str | os.PathLike | None, *, seed: int = 0) -> logging.Logger:
     """Send robustmap's log records to ``log_path`` and make TensorFlow deterministic.
 
     Determinism matters because the workflow promises byte-identical outputs for identical
-    inputs, whether a job ran locally, on a cluster node, or after a restart.
+    inputs, whether a job ran locally, on a cluster node, or after a restart. An uncaught
+    exception is logged too: Snakemake (and SLURM) tell the user to read the job's log file, so
+    the traceback must be there, not only on the main output.
     """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
@@ -23,9 +30,18 @@ def setup(log_path: str | os.PathLike | None, *, seed: int = 0) -> logging.Logge
         handlers=handlers,
         force=True,
     )
+    sys.excepthook = _log_uncaught
     import keras
     import tensorflow as tf
 
     keras.utils.set_random_seed(seed)
     tf.config.experimental.enable_op_determinism()
     return logging.getLogger("robustmap")
+
+
+def _log_uncaught(
+    kind: type[BaseException], error: BaseException, trace: TracebackType | None
+) -> None:
+    """Write an uncaught exception with its traceback to every log handler (file and stderr)."""
+    logging.getLogger("robustmap").critical("uncaught exception", exc_info=(kind, error, trace))
+    logging.shutdown()  # flush the file before the interpreter exits

@@ -12,18 +12,25 @@ import json
 from pathlib import Path
 from typing import Any
 
-from robustmap import embedded, fetch, tables
+from robustmap import catalog, embedded, fetch, tables
 
 LAYOUT_MARKER = "wnids.txt"
 
 
-def materialise(source: dict[str, Any], *, workdir: str | Path, manifest_path: str | Path) -> Path:
+def materialise(
+    source: dict[str, Any],
+    *,
+    workdir: str | Path,
+    manifest_path: str | Path,
+    lock: str | Path | None = None,
+) -> Path:
     """Make the configured dataset available on disk and write its manifest.
 
     Args:
         source: the ``dataset`` section of the config (``source`` plus its options).
         workdir: folder for built, downloaded and extracted data.
         manifest_path: where the manifest JSON goes.
+        lock: the lock file of verified downloads (see :func:`robustmap.fetch.fetch`).
     Returns:
         The dataset root (the folder holding ``wnids.txt``).
     """
@@ -38,15 +45,25 @@ def materialise(source: dict[str, Any], *, workdir: str | Path, manifest_path: s
     elif kind == "url":
         archive = fetch.fetch(
             source["url"],
-            sha256=source["sha256"],
             cache_dir=workdir / "downloads",
+            sha256=source.get("sha256"),
+            md5=source.get("md5") or publisher_md5(source["url"]),
             mirror=source.get("mirror"),
+            lock=lock,
         )
         root = _extracted(archive, workdir)
     else:
         raise ValueError(f"dataset.source must be embedded, folder, zip or url, not {kind!r}")
     tables.write_json(manifest_path, manifest(root, kind=kind))
     return root
+
+
+def publisher_md5(url: str) -> str | None:
+    """The MD5 the publisher gives for ``url`` (the official Tiny-ImageNet zip), else None.
+
+    The checksum belongs to the file, so it also verifies a mirror's copy of that file.
+    """
+    return catalog.TINY_IMAGENET_MD5 if url == catalog.TINY_IMAGENET_URL else None
 
 
 def _extracted(archive: Path, workdir: Path) -> Path:

@@ -1,16 +1,36 @@
 # Helpers shared by all rule files (config validation, target lists, checkpoint look-ups).
 
+from pathlib import Path
+
+import yaml
+from snakemake.exceptions import WorkflowError
 from snakemake.utils import min_version, validate
+
+from robustmap import checks, kinds, runtime
 
 min_version("9.0")
 
 
-validate(config, schema="../schemas/config.schema.yaml")
+def validated(config):
+    """The config with the schema's defaults filled in, or one short line naming the bad key.
 
-from robustmap import kinds
+    Snakemake's own message appends the whole schema; checks.schema_problem names the key.
+    """
+    schema = Path(workflow.basedir) / "schemas" / "config.schema.yaml"
+    try:
+        validate(config, schema=str(schema))
+    except WorkflowError:
+        problem = checks.schema_problem(config, yaml.safe_load(schema.read_text()))
+        raise checks.ConfigError(problem) from None
+    return config
+
+
+# Model entries and dataset sources are checked now, also under -n: a typo must not surface only
+# after the dataset was downloaded and labelled.
+checks.check_config(validated(config), lock=runtime.CHECKSUMS_LOCK)
 
 MODELS = sorted(config["models"])
-SEARCH_KINDS = kinds.search_order(kinds.check_kinds(config["search"]["kinds"]))
+SEARCH_KINDS = kinds.search_order(config["search"]["kinds"])
 GRADCAM_KINDS = kinds.kinds_from(SEARCH_KINDS, "gradcam")
 BOX_KINDS = kinds.kinds_from(SEARCH_KINDS, "box")
 

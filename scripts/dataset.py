@@ -7,4 +7,5 @@ sources.materialise(
     snakemake.params.source,  # noqa: F821
     workdir="results/dataset",
     manifest_path=snakemake.output.manifest,  # noqa: F821
+    lock=runtime.CHECKSUMS_LOCK,
 )

@@ -4,7 +4,7 @@ from robustmap import measure, models, runtime, shards, tables
 
 sm = snakemake  # noqa: F821 - injected by Snakemake
 runtime.setup(sm.log[0])
-model = models.from_options(sm.params.model)
+model = models.from_options(sm.params.model, lock=runtime.CHECKSUMS_LOCK)
 image_ids, images, labels = shards.load_shard(
     sm.input.shards,
     sm.input.labels,

@@ -8,23 +8,28 @@ runtime.setup(sm.log[0])
 epsilons = tables.read_parquet(sm.input.epsilons)
 chosen = aggregate.extreme_images(epsilons, count=sm.params.panel_images)
 ids = chosen["image_id"].tolist()
-images, labels = shards.load_labelled_images(
-    sm.input.labels, sm.input.manifest, ids, image_size=sm.params.image_size
-)
-boxes, box_valid = shards.load_boxes(sm.input.labels, ids, shape=images.shape[1:3])
-figure = panels.model_panel(
-    models.from_options(sm.params.model),
-    name=sm.wildcards.model,
-    chosen=chosen,
-    images=images,
-    labels=labels,
-    heatmaps=panels.select_heatmaps([tables.read_npz(path) for path in sm.input.heatmaps], ids),
-    epsilons=epsilons,
-    object_mask=sm.params.object_mask,
-    threshold=sm.params.threshold,
-    eps_max=sm.params.eps_max,
-    boxes=boxes,
-    box_valid=box_valid,
-    box_border=sm.params.box_border,
-)
+if chosen.empty:  # a model with no correct image still gets its (explaining) panel
+    figure = figures.message_figure(sm.wildcards.model, figures.NO_CORRECT)
+else:
+    images, labels = shards.load_labelled_images(
+        sm.input.labels, sm.input.manifest, ids, image_size=sm.params.image_size
+    )
+    boxes, box_valid = shards.load_boxes(sm.input.labels, ids, shape=images.shape[1:3])
+    figure = panels.model_panel(
+        models.from_options(sm.params.model, lock=runtime.CHECKSUMS_LOCK),
+        name=sm.wildcards.model,
+        chosen=chosen,
+        images=images,
+        labels=labels,
+        heatmaps=panels.select_heatmaps(
+            [tables.read_npz(path) for path in sm.input.heatmaps], ids
+        ),
+        epsilons=epsilons,
+        object_mask=sm.params.object_mask,
+        threshold=sm.params.threshold,
+        eps_max=sm.params.eps_max,
+        boxes=boxes,
+        box_valid=box_valid,
+        box_border=sm.params.box_border,
+    )
 figures.save_figure(figure, sm.output.panel)

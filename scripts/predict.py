@@ -4,7 +4,7 @@ from robustmap import models, predict, runtime, sources, tables
 
 sm = snakemake  # noqa: F821 - injected by Snakemake
 runtime.setup(sm.log[0])
-model = models.from_options(sm.params.model)
+model = models.from_options(sm.params.model, lock=runtime.CHECKSUMS_LOCK)
 labels = tables.read_parquet(sm.input.labels)
 predictions = predict.predict(
     model,

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import io
+import logging
+import multiprocessing
 import re
 import stat
 import zipfile
@@ -14,8 +16,11 @@ from loopback import LoopbackServer
 
 from robustmap.fetch import (
     ChecksumError,
+    MissingChecksumError,
     UnsafeArchiveError,
     fetch,
+    read_lock,
+    record,
     safe_extract_zip,
     sha256_file,
 )
@@ -185,3 +190,105 @@ def test_invalid_sha256_is_rejected_before_any_request(server, tmp_path):
         fetch(server.url("/data/tiny.zip"), sha256="abc", cache_dir=tmp_path)
     assert server.requests == []
     assert Path(tmp_path).exists() and list(tmp_path.iterdir()) == []
+
+
+# --- Publisher checksums, the lock file, trust on first use -------------------------------------
+
+PAYLOAD_MD5 = hashlib.md5(PAYLOAD).hexdigest()
+
+
+def test_md5_verified_download_is_cached_and_its_sha256_locked(server, tmp_path):
+    lock = tmp_path / "checksums.lock"
+    path = fetch(server.url("/data/tiny.zip"), cache_dir=tmp_path / "c", md5=PAYLOAD_MD5, lock=lock)
+    assert path.read_bytes() == PAYLOAD
+    assert lock.read_text() == f"tiny.zip\t{PAYLOAD_SHA256}\n"
+    assert read_lock(lock) == {"tiny.zip": PAYLOAD_SHA256}
+
+
+def test_wrong_md5_is_refused_and_nothing_cached_or_locked(server, tmp_path):
+    cache, lock = tmp_path / "c", tmp_path / "checksums.lock"
+    with pytest.raises(ChecksumError, match="MD5 mismatch") as caught:
+        fetch(server.url("/data/tiny.zip"), cache_dir=cache, md5="f" * 32, lock=lock)
+    assert (caught.value.expected, caught.value.actual) == ("f" * 32, PAYLOAD_MD5)
+    assert list(cache.iterdir()) == []
+    assert not lock.exists()
+
+
+def test_locked_name_refuses_other_bytes_even_with_the_cache_emptied(server, tmp_path):
+    lock = tmp_path / "checksums.lock"
+    fetch(server.url("/data/tiny.zip"), cache_dir=tmp_path / "c", md5=PAYLOAD_MD5, lock=lock)
+    other = PAYLOAD + b"tampered"
+    with LoopbackServer({"/data/tiny.zip": other}) as impostor:
+        with pytest.raises(ChecksumError, match="SHA-256 mismatch") as caught:
+            fetch(impostor.url("/data/tiny.zip"), cache_dir=tmp_path / "fresh", lock=lock)
+        # the lock wins over a publisher MD5 that matches the impostor's bytes
+        with pytest.raises(ChecksumError):
+            fetch(
+                impostor.url("/data/tiny.zip"),
+                cache_dir=tmp_path / "fresh",
+                md5=hashlib.md5(other).hexdigest(),
+                lock=lock,
+            )
+    assert caught.value.expected == PAYLOAD_SHA256
+    assert list((tmp_path / "fresh").iterdir()) == []
+    assert read_lock(lock) == {"tiny.zip": PAYLOAD_SHA256}
+
+
+def test_lock_entry_refuses_a_cached_file_with_other_bytes(server, tmp_path):
+    cache, lock = tmp_path / "c", tmp_path / "checksums.lock"
+    lock.write_text(f"tiny.zip\t{PAYLOAD_SHA256}\n")
+    cache.mkdir()
+    (cache / "tiny.zip").write_bytes(b"planted")
+    assert fetch(server.url("/data/tiny.zip"), cache_dir=cache, lock=lock).read_bytes() == PAYLOAD
+    assert len(server.requests) == 1  # the planted file was not taken for the download
+
+
+def test_user_mirror_without_checksum_is_refused_naming_what_to_add(server, tmp_path):
+    lock = tmp_path / "checksums.lock"
+    with pytest.raises(MissingChecksumError) as caught:
+        fetch(
+            "https://publisher.invalid/tiny.zip",
+            cache_dir=tmp_path / "c",
+            mirror=server.url("/mirror"),
+            lock=lock,
+            trust_on_first_use=True,
+        )
+    assert str(caught.value) == (
+        f"refusing to download tiny.zip from {server.url('/mirror/tiny.zip')} without a "
+        f"checksum: give its sha256 or record it in {lock}; a mirror is never trusted on first use"
+    )
+    assert server.requests == [] and not (tmp_path / "c").exists() and not lock.exists()
+
+
+def test_publisher_address_is_trusted_on_first_use_and_recorded(server, tmp_path, caplog):
+    lock = tmp_path / "checksums.lock"
+    url = server.url("/data/tiny.zip")
+    with caplog.at_level(logging.WARNING, logger="robustmap.fetch"):
+        fetch(url, cache_dir=tmp_path / "c", lock=lock, trust_on_first_use=True)
+    assert caplog.messages == [
+        f"trust on first use: {url} has no published checksum; "
+        f"its SHA-256 {PAYLOAD_SHA256} is recorded in {lock}"
+    ]
+    assert read_lock(lock) == {"tiny.zip": PAYLOAD_SHA256}
+    with pytest.raises(MissingChecksumError):  # without the caller's word: refused
+        fetch(url, cache_dir=tmp_path / "d")
+
+
+def test_lock_keeps_every_name_sorted(server, tmp_path):
+    lock = tmp_path / "checksums.lock"
+    record(lock, "zeta.h5", "b" * 64)
+    record(lock, "alpha.zip", "a" * 64)
+    record(lock, "zeta.h5", "c" * 64)
+    assert lock.read_text() == f"alpha.zip\t{'a' * 64}\nzeta.h5\t{'c' * 64}\n"
+
+
+def _record_one(args):
+    lock, index = args
+    record(lock, f"file{index}.h5", f"{index:064x}")
+
+
+def test_lock_loses_no_entry_when_jobs_record_at_once(tmp_path):
+    lock = tmp_path / "checksums.lock"
+    with multiprocessing.get_context("fork").Pool(8) as pool:
+        pool.map(_record_one, [(lock, i) for i in range(32)])
+    assert read_lock(lock) == {f"file{i}.h5": f"{i:064x}" for i in range(32)}

@@ -7,12 +7,12 @@ import skimage.filters
 
 from robustmap.heatmaps import (
     background_weights,
-    find_gradcam_layer,
     gradcam,
     normalise_for_display,
     object_weights,
     saliency,
 )
+from robustmap.models import gradcam_layer
 
 SIZE = 16
 HALF = SIZE // 2
@@ -76,8 +76,10 @@ def quadrant_mass(cam: np.ndarray) -> float:
 
 def test_gradcam_lands_in_the_quadrant_holding_the_evidence():
     model = quadrant_model()
-    assert find_gradcam_layer(model) == "features"
-    cams = gradcam(model, np.repeat(top_left_bright_image(), 3, axis=0), np.array([0, 1, 2]))
+    assert gradcam_layer(model) == "features"
+    cams = gradcam(
+        model, np.repeat(top_left_bright_image(), 3, axis=0), np.array([0, 1, 2]), layer="features"
+    )
     assert cams.shape == (3, SIZE, SIZE) and cams.dtype == np.float32
 
     evidence_top_left = cams[0]
@@ -97,18 +99,21 @@ def test_gradcam_accepts_an_explicit_layer_and_batches_consistently():
     model = quadrant_model()
     images = np.random.default_rng(0).random((5, SIZE, SIZE, 1), dtype=np.float32)
     labels = np.array([0, 1, 0, 1, 0])
-    whole = gradcam(model, images, labels, batch_size=5)
-    np.testing.assert_allclose(gradcam(model, images, labels, batch_size=2), whole, rtol=1e-6)
+    layer = gradcam_layer(model)
+    whole = gradcam(model, images, labels, layer=layer, batch_size=5)
+    np.testing.assert_allclose(
+        gradcam(model, images, labels, layer=layer, batch_size=2), whole, rtol=1e-6
+    )
     at_detectors = gradcam(model, images, labels, layer="detectors")
     assert at_detectors.shape == whole.shape
     assert not np.allclose(at_detectors, whole)
 
 
-def test_find_gradcam_layer_skips_one_by_one_maps():
-    assert find_gradcam_layer(small_convnet()) == "conv_last"
+def test_gradcam_layer_skips_one_by_one_maps():
+    assert gradcam_layer(small_convnet()) == "conv_last"
     flat = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
     with pytest.raises(ValueError, match="spatial"):
-        find_gradcam_layer(flat)
+        gradcam_layer(flat)
 
 
 def test_saliency_is_nonzero_only_at_the_pixel_the_model_reads():

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import skimage.data
 
-from robustmap import models
+from robustmap import heatmaps, models
 from robustmap.fetch import ChecksumError
 from robustmap.models import efficientnet_lite
 from robustmap.weights import read_torch_state_dict
@@ -173,10 +173,33 @@ def test_bad_checksum_is_refused_and_nothing_cached(served_mobilenet, tmp_path):
     assert not cache.exists() or not any(cache.iterdir())
 
 
-def test_download_without_checksum_is_refused(tmp_path):
-    with pytest.raises(models.MissingChecksumError, match="sha256"):
-        models.load("mobilenet_v2", cache_dir=tmp_path)
-    assert not any(tmp_path.iterdir())
+def test_mirror_without_checksum_is_refused_before_any_download(served_mobilenet, tmp_path):
+    mirror, _digest, _reference = served_mobilenet
+    with pytest.raises(models.MissingChecksumError, match="give its sha256") as refused:
+        models.load("mobilenet_v2", mirror=mirror, cache_dir=tmp_path, lock=tmp_path / "x.lock")
+    assert "a mirror is never trusted on first use" in str(refused.value)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_lock_entry_verifies_a_mirror_download_on_another_machine(served_mobilenet, tmp_path):
+    """A sha256-verified download is recorded; a second cache, with only the lock, needs no hash."""
+    mirror, digest, _reference = served_mobilenet
+    lock = tmp_path / "checksums.lock"
+    models.load("mobilenet_v2", sha256=digest, mirror=mirror, cache_dir=tmp_path / "a", lock=lock)
+    assert lock.read_text() == f"{MOBILENET_FILE}\t{digest}\n"
+
+    model = models.load("mobilenet_v2", mirror=mirror, cache_dir=tmp_path / "b", lock=lock)
+
+    assert model.name == "mobilenet_v2"
+    assert (tmp_path / "b" / MOBILENET_FILE).read_bytes() == (
+        tmp_path / "a" / MOBILENET_FILE
+    ).read_bytes()
+
+
+def test_publisher_checksums_of_the_zoo():
+    assert models.ZOO["mobilenet_v2"].weights_md5 is None  # Keras publishes none
+    assert models.ZOO["resnet50"].weights_md5 == "2cb95161c43110f7111970584f804107"
+    assert models.ZOO["efficientnet_b0"].weights_md5 == "902e53a9f72be733fc0bcb005b3ebbac"
 
 
 @pytest.mark.parametrize("name", ["resnet50", "efficientnet_b0"])
@@ -225,6 +248,24 @@ def test_user_keras_file_with_lambda_code_is_refused(tmp_path):
 
     with pytest.raises(ValueError, match="safe_mode"):
         models.load(path)
+
+
+@pytest.mark.parametrize(
+    ("app", "zoo_name", "layer"),
+    [
+        (keras.applications.EfficientNetB0, "efficientnet_b0", "top_activation"),
+        (keras.applications.MobileNetV2, "mobilenet_v2", "out_relu"),
+    ],
+)
+def test_one_gradcam_rule_picks_the_last_map_larger_than_one_by_one(app, zoo_name, layer, tmp_path):
+    """A saved application (EfficientNetB0 has squeeze-and-excite 1 x 1 maps) gets the last spatial
+    map, the layer the zoo records for the same network; heatmaps has no finder of its own."""
+    path = tmp_path / "user.keras"
+    app(weights=None, classifier_activation=None).save(path)
+
+    assert models.gradcam_layer(models.load(path)) == layer
+    assert models.ZOO[zoo_name].gradcam_layer == layer
+    assert not hasattr(heatmaps, "find_gradcam_layer")
 
 
 def test_weights_file_alone_needs_a_name(tmp_path):

@@ -25,6 +25,8 @@ from typing import Any
 
 import keras
 
+from robustmap.catalog import ZOO_WEIGHTS
+from robustmap.fetch import MissingChecksumError, fetch
 from robustmap.models import efficientnet_lite, keras_apps
 
 __all__ = [
@@ -41,17 +43,14 @@ GRADCAM_OVERRIDE_ATTRIBUTE = "robustmap_gradcam_layer"
 """Attribute :func:`from_options` sets on a model whose config names its Grad-CAM layer."""
 
 
-class MissingChecksumError(ValueError):
-    """A download was requested without an expected SHA-256 to verify it against."""
-
-
 @dataclass(frozen=True)
 class ZooEntry:
     """One named model: how to build it, its native input size and its Grad-CAM layer.
 
     Exactly one weights source is set: ``package_file`` (``(package, relative path)`` of a file
-    shipped in an installed distribution) or ``weights_url`` (downloaded through ``fetch``, to be
-    verified against ``weights_sha256`` or a checksum the caller supplies).
+    shipped in an installed distribution) or ``weights_url`` (the publisher's address, downloaded
+    through ``fetch`` and verified against the caller's SHA-256, the lock, or the publisher's
+    ``weights_md5``; with none of these, the first download is trusted and recorded).
     """
 
     name: str
@@ -60,32 +59,34 @@ class ZooEntry:
     build: Callable[..., keras.Model]  # build(*, weights: Path, name: str) -> keras.Model
     package_file: tuple[str, str] | None = None
     weights_url: str | None = None
-    weights_sha256: str | None = None
+    weights_md5: str | None = None
 
     def weights_file(
         self,
         *,
         sha256: str | None = None,
+        md5: str | None = None,
         mirror: str | None = None,
         cache_dir: str | Path | None = None,
+        lock: str | os.PathLike | None = None,
     ) -> Path:
-        """Local path of this model's default weights, downloading them if needed."""
+        """Local path of this model's default weights, downloading them if needed.
+
+        A ``mirror`` without ``sha256``, lock entry or publisher MD5 is refused
+        (:class:`MissingChecksumError`): only the publisher's own address is trusted on first use.
+        """
         if self.package_file is not None:
             package, relative = self.package_file
             return Path(str(importlib.resources.files(package).joinpath(relative)))
-        expected = sha256 or self.weights_sha256
-        if expected is None:
-            raise MissingChecksumError(
-                f"model {self.name!r} downloads {self.weights_url}, whose SHA-256 robustmap does "
-                "not record; supply it (load(..., sha256=...) or the model's `sha256` config "
-                "entry) or pass a local weights file (load(..., weights=path))"
-            )
-        from robustmap.fetch import fetch  # imported here: offline models never need it
-
         return fetch(
-            self.weights_url, sha256=expected, cache_dir=cache_dir or default_cache_dir(),
+            self.weights_url,
+            cache_dir=cache_dir or default_cache_dir(),
+            sha256=sha256,
+            md5=md5 or self.weights_md5,
             mirror=mirror,
-        )  # fmt: skip
+            lock=lock,
+            trust_on_first_use=True,
+        )
 
 
 def _lite_builder(native: int) -> Callable[..., keras.Model]:
@@ -111,8 +112,8 @@ def _app(name: str, build: Callable[..., keras.Model]) -> ZooEntry:
         native_size=keras_apps.NATIVE_SIZE,
         gradcam_layer=keras_apps.GRADCAM_LAYERS[name],
         build=build,
-        weights_url=keras_apps.WEIGHTS_URLS[name],
-        weights_sha256=None,  # not published as SHA-256 anywhere we could verify offline
+        weights_url=ZOO_WEIGHTS[name].url,
+        weights_md5=ZOO_WEIGHTS[name].md5,
     )
 
 
@@ -139,8 +140,10 @@ def load(
     *,
     weights: str | os.PathLike | None = None,
     sha256: str | None = None,
+    md5: str | None = None,
     mirror: str | None = None,
     cache_dir: str | os.PathLike | None = None,
+    lock: str | os.PathLike | None = None,
 ) -> keras.Model:
     """Load a classifier by zoo name, or from a ``.keras`` model file or a ``.pth`` state dict.
 
@@ -149,10 +152,12 @@ def load(
             ``safe_mode=True``, so it cannot run arbitrary code); or a ``.pth`` state dict of one
             of the zoo's EfficientNet-Lite architectures (identified by its tensor shapes).
         weights: a local weights file to use instead of the model's default source.
-        sha256: expected SHA-256 of the downloaded weights (required for the Keras
-            applications, whose checksums robustmap does not record).
+        sha256: expected SHA-256 of the downloaded (or given) weights; without it, downloads are
+            checked against ``lock`` and the publisher's MD5 (see :func:`robustmap.fetch.fetch`).
+        md5: an MD5 of the weights to download, replacing the publisher's.
         mirror: replaces the weights URL's scheme, host and directory (see ``fetch``).
         cache_dir: download cache; default :func:`default_cache_dir`.
+        lock: the lock file recording verified downloads (see :func:`robustmap.fetch.fetch`).
 
     Returns:
         A flat functional model mapping float32 ``[N, H, W, 3]`` in [0, 1] to logits
@@ -162,7 +167,9 @@ def load(
     if key in ZOO:
         entry = ZOO[key]
         if weights is None:
-            weights = entry.weights_file(sha256=sha256, mirror=mirror, cache_dir=cache_dir)
+            weights = entry.weights_file(
+                sha256=sha256, md5=md5, mirror=mirror, cache_dir=cache_dir, lock=lock
+            )
         elif sha256 is not None:
             _verify_sha256(Path(weights), sha256)
         return entry.build(weights=Path(weights), name=entry.name)
@@ -181,19 +188,24 @@ def load(
     )
 
 
-def from_options(options: Mapping[str, Any]) -> keras.Model:
+def from_options(
+    options: Mapping[str, Any], *, lock: str | os.PathLike | None = None
+) -> keras.Model:
     """Load the model of one ``models.<key>`` config entry.
 
     Args:
         options: ``zoo`` (a :data:`ZOO` name) or ``path`` (a ``.keras`` or ``.pth`` file), and
-            optionally ``weights``, ``sha256``, ``mirror`` (passed to :func:`load`) and
+            optionally ``weights``, ``sha256``, ``md5``, ``mirror`` (passed to :func:`load`) and
             ``gradcam_layer`` (overrides the layer :func:`gradcam_layer` reports).
+        lock: the lock file of verified downloads (the workflow's ``checksums.lock``).
     """
     model = load(
         options.get("zoo") or options["path"],
         weights=options.get("weights"),
         sha256=options.get("sha256"),
+        md5=options.get("md5"),
         mirror=options.get("mirror"),
+        lock=lock,
     )
     override = options.get("gradcam_layer")
     if override:
@@ -203,19 +215,35 @@ def from_options(options: Mapping[str, Any]) -> keras.Model:
 
 
 def gradcam_layer(model: keras.Model) -> str:
-    """Name of the layer whose output Grad-CAM weighs: the last spatial feature map.
+    """Name of the layer whose output Grad-CAM weighs: the one rule for every model.
 
-    A config override (see :func:`from_options`) wins; zoo models record it in :data:`ZOO`; for
-    any other model it is the last layer with a rank-4 (``[N, h, w, C]``) output.
+    A config override (see :func:`from_options`) wins; zoo models record their layer in
+    :data:`ZOO` (tests check it is the one the rule below finds); any other model gets the last
+    layer, in topological order, whose output is one 4-D map ``[N, h, w, C]`` with spatial
+    extent, i.e. not statically 1 x 1 (unknown sizes count as spatial). In a classifier that is
+    the last convolutional stage before global pooling; the 1 x 1 maps of squeeze-and-excite
+    blocks and ``keepdims`` pooling heads carry no location. Input layers are never chosen.
+
+    Raises:
+        ValueError: the model has no such layer.
     """
     override = getattr(model, GRADCAM_OVERRIDE_ATTRIBUTE, None)
     if override:
         return override
     if model.name in ZOO:
         return ZOO[model.name].gradcam_layer
+    return _last_spatial_layer(model)
+
+
+def _last_spatial_layer(model: keras.Model) -> str:
+    """The rule of :func:`gradcam_layer` for a model without a recorded layer."""
     for layer in reversed(model.layers):
-        if len(layer.output.shape) == 4:
-            return layer.name
+        if isinstance(layer, keras.layers.InputLayer):
+            continue
+        shape = getattr(layer.output, "shape", None)  # multi-output layers have none
+        if shape is None or len(shape) != 4 or (shape[1] == 1 and shape[2] == 1):
+            continue
+        return layer.name
     raise ValueError(f"model {model.name!r} has no layer with a spatial [N, h, w, C] output")
 
 

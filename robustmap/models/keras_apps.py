@@ -117,15 +117,6 @@ def efficientnet_b0(*, weights: str | Path, name: str = "efficientnet_b0") -> ke
     return model
 
 
-# Official Keras-applications ImageNet weights (with the classification top).
-WEIGHTS_URLS = {
-    "mobilenet_v2": "https://storage.googleapis.com/tensorflow/keras-applications/mobilenet_v2/"
-    "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224.h5",
-    "resnet50": "https://storage.googleapis.com/tensorflow/keras-applications/resnet/"
-    "resnet50_weights_tf_dim_ordering_tf_kernels.h5",
-    "efficientnet_b0": "https://storage.googleapis.com/keras-applications/efficientnetb0.h5",
-}
-
 GRADCAM_LAYERS = {
     "mobilenet_v2": "out_relu",
     "resnet50": "conv5_block3_out",
