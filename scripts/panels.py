@@ -21,9 +21,7 @@ else:
         chosen=chosen,
         images=images,
         labels=labels,
-        heatmaps=panels.select_heatmaps(
-            [tables.read_npz(path) for path in sm.input.heatmaps], ids
-        ),
+        heatmaps=panels.select_heatmaps([tables.read_npz(path) for path in sm.input.heatmaps], ids),
         epsilons=epsilons,
         object_mask=sm.params.object_mask,
         threshold=sm.params.threshold,
