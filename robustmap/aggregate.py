@@ -594,13 +594,17 @@ def _robustness_steps(eps_max: float) -> pd.DataFrame:
 
 
 def _kinds_searched_per_image(per_image_table: pd.DataFrame) -> list[str]:
-    """Search kinds that some image of the per-image table was searched with, in study order."""
-    return [
-        kind
-        for kind in SEARCH_KINDS
-        if f"search_status_{kind}" in per_image_table
-        and per_image_table[f"search_status_{kind}"].notna().any()
-    ]
+    """Search kinds that some image of the per-image table was searched with, in study order:
+    a search status (or, in a table without statuses, an epsilon) is present."""
+    searched = []
+    for kind in SEARCH_KINDS:
+        column = next(
+            (c for c in (f"search_status_{kind}", f"epsilon_{kind}") if c in per_image_table),
+            None,
+        )
+        if column is not None and per_image_table[column].notna().any():
+            searched.append(kind)
+    return searched
 
 
 def _share_ci(
