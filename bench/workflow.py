@@ -1,4 +1,4 @@
-"""Workflow benchmarks: the embedded default end to end, and a reference-workload stand-in.
+"""Workflow benchmarks: the embedded default, a generated N-image dataset, a reference stand-in.
 
 ``--workflow``: runs the repository's Snakefile on a copy of ``config.yaml`` (the embedded
 photos; ``--models`` keeps only the named models) in a fresh temporary directory and prints the
@@ -15,6 +15,23 @@ wall time, a per-rule breakdown and the peak memory.
 * Peak memory: the Snakemake process tree is polled with psutil (a Snakemake dependency) every
   0.2 s for the peak *sum* of resident set sizes (concurrent jobs add up); the largest single
   process is read exactly from ``getrusage(RUSAGE_CHILDREN).ru_maxrss`` after the run.
+
+``--scale N``: the same run on a generated Tiny-ImageNet-layout dataset of N 64x64 JPEGs over
+200 wnids (``bench/scale_dataset.py``: seeded views of the photos that ship in wheels, about 70 %
+labelled with the first selected model's own top-1 so they are classified correctly and get
+searched, the rest misclassified; a few grayscale and CMYK files; an object box per image).
+The labelling runs that model through ``robustmap.models`` and ``robustmap.predict`` as the
+``predict`` rule does, in this process (a child's peak would enter ``RUSAGE_CHILDREN``), before
+the timed run; the config is ``config.yaml`` with ``dataset: {source: folder, path: ...}`` and
+the selected models. Printed: the dataset's make-up and generation time, the wall time,
+per-rule job-seconds and peak memory as for ``--workflow``, then per model and search kind the
+forward passes per image per search (median, range, mean over the rows of
+``results/<model>/epsilons.parquet``; the shared clean pass counted in each search, as
+``forward_passes`` records it). The same N and ``--seed`` give byte-identical JPEGs, and image
+``i`` does not depend on N.
+
+``--keep`` keeps the run directory (its path is printed); ``--workdir PATH`` runs in PATH
+(absent or empty) instead of a temporary folder and keeps it.
 
 ``--reference``: a stand-in for the study's workload (10,000 Tiny-ImageNet-sized images, all
 three searches). ``--images`` seeded synthetic 64x64 images (a smooth random background with one
@@ -37,6 +54,7 @@ projection can be rescaled to a real model's pass count.
 
     python bench/workflow.py --workflow                       # embedded default, all models
     python bench/workflow.py --workflow --models efficientnet_lite0
+    python bench/workflow.py --scale 1000 --models efficientnet_lite0 [--workdir PATH]
     python bench/workflow.py --reference --images 256         # CPU
     python bench/workflow.py --reference --images 10000       # GPU: the full reference workload
 """
@@ -211,7 +229,10 @@ def run_workflow(config: dict, workdir: Path, args: argparse.Namespace) -> None:
     ]  # fmt: skip
     if gpu_jobs is not None:
         command += ["--resources", f"gpu={gpu_jobs}"]
-    print(f"workflow: models {', '.join(sorted(config['models']))}; {' '.join(command[1:])}")
+    print(
+        f"workflow: models {', '.join(sorted(config['models']))}; {' '.join(command[1:])}",
+        flush=True,
+    )
     log_path = workdir / "bench-snakemake.log"
     seconds, peak_tree, returncode = run_monitored(command, log_path)
     log_text = log_path.read_text()
@@ -242,7 +263,8 @@ def scale_benchmark(args: argparse.Namespace) -> None:
             f"{args.seed}) in {time.perf_counter() - started:.1f} s under {root}; "
             f"{summary.own_label} labelled with {first}'s top-1 ({summary.top1_classes} "
             f"classes), {summary.other_label} with another wnid; {summary.wnids} wnids; modes "
-            + ", ".join(f"{mode} {count}" for mode, count in summary.modes.items())
+            + ", ".join(f"{mode} {count}" for mode, count in summary.modes.items()),
+            flush=True,  # the run that follows takes minutes
         )
         image_size = config["dataset"].get("image_size", scale_dataset.SIZE)
         config["dataset"] = {"source": "folder", "path": str(root), "image_size": image_size}
