@@ -1,4 +1,4 @@
-"""Workflow benchmarks: the embedded default end to end, and a reference-workload stand-in.
+"""Workflow benchmarks: the embedded default, a generated N-image dataset, a reference stand-in.
 
 ``--workflow``: runs the repository's Snakefile on a copy of ``config.yaml`` (the embedded
 photos; ``--models`` keeps only the named models) in a fresh temporary directory and prints the
@@ -15,6 +15,23 @@ wall time, a per-rule breakdown and the peak memory.
 * Peak memory: the Snakemake process tree is polled with psutil (a Snakemake dependency) every
   0.2 s for the peak *sum* of resident set sizes (concurrent jobs add up); the largest single
   process is read exactly from ``getrusage(RUSAGE_CHILDREN).ru_maxrss`` after the run.
+
+``--scale N``: the same run on a generated Tiny-ImageNet-layout dataset of N 64x64 JPEGs over
+200 wnids (``bench/scale_dataset.py``: seeded views of the photos that ship in wheels, about 70 %
+labelled with the first selected model's own top-1 so they are classified correctly and get
+searched, the rest misclassified; a few grayscale and CMYK files; an object box per image).
+The labelling runs that model through ``robustmap.models`` and ``robustmap.predict`` as the
+``predict`` rule does, in this process (a child's peak would enter ``RUSAGE_CHILDREN``), before
+the timed run; the config is ``config.yaml`` with ``dataset: {source: folder, path: ...}`` and
+the selected models. Printed: the dataset's make-up and generation time, the wall time,
+per-rule job-seconds and peak memory as for ``--workflow``, then per model and search kind the
+forward passes per image per search (median, range, mean over the rows of
+``results/<model>/epsilons.parquet``; the shared clean pass counted in each search, as
+``forward_passes`` records it). The same N and ``--seed`` give byte-identical JPEGs, and image
+``i`` does not depend on N.
+
+``--keep`` keeps the run directory (its path is printed); ``--workdir PATH`` runs in PATH
+(absent or empty) instead of a temporary folder and keeps it.
 
 ``--reference``: a stand-in for the study's workload (10,000 Tiny-ImageNet-sized images, all
 three searches). ``--images`` seeded synthetic 64x64 images (a smooth random background with one
@@ -37,6 +54,7 @@ projection can be rescaled to a real model's pass count.
 
     python bench/workflow.py --workflow                       # embedded default, all models
     python bench/workflow.py --workflow --models efficientnet_lite0
+    python bench/workflow.py --scale 1000 --models efficientnet_lite0 [--workdir PATH]
     python bench/workflow.py --reference --images 256         # CPU
     python bench/workflow.py --reference --images 10000       # GPU: the full reference workload
 """
@@ -76,6 +94,8 @@ def main() -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     if args.workflow:
         workflow_benchmark(args)
+    if args.scale:
+        scale_benchmark(args)
     if args.reference:
         reference_benchmark(args)
 
@@ -84,7 +104,12 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--workflow", action="store_true", help="time the embedded default")
     parser.add_argument("--reference", action="store_true", help="time the reference stand-in")
-    parser.add_argument("--models", nargs="+", help="workflow: keep only these config models")
+    parser.add_argument(
+        "--scale", type=int, metavar="N", help="time the workflow on N generated 64x64 views"
+    )
+    parser.add_argument(
+        "--models", nargs="+", help="workflow, scale: keep only these config models"
+    )
     parser.add_argument("--cores", type=int, default=os.cpu_count(), help="workflow: --cores")
     parser.add_argument(
         "--gpu-jobs",
@@ -92,20 +117,33 @@ def parse_args() -> argparse.Namespace:
         help="workflow: GPU jobs at a time (--resources gpu=N); default 1 when nvidia-smi "
         "lists a GPU (as profiles/default), else no limit",
     )
-    parser.add_argument("--keep", action="store_true", help="workflow: keep the run directory")
+    parser.add_argument(
+        "--keep", action="store_true", help="workflow, scale: keep the run directory"
+    )
+    parser.add_argument(
+        "--workdir",
+        type=Path,
+        help="workflow, scale: run here (absent or empty) instead of a temporary folder; kept",
+    )
     parser.add_argument("--images", type=int, default=REFERENCE_IMAGES, help="reference: images")
     parser.add_argument(
         "--batch-size", type=int, help="reference: every stage's batch; default 256 GPU, 64 CPU"
     )
-    parser.add_argument("--seed", type=int, default=0, help="reference: images and weights")
+    parser.add_argument(
+        "--seed", type=int, default=0, help="reference: images and weights; scale: the views"
+    )
     parser.add_argument(
         "--no-determinism",
         action="store_true",
         help="reference: skip TensorFlow op determinism (on by default, as in workflow jobs)",
     )
     args = parser.parse_args()
-    if not (args.workflow or args.reference):
-        parser.error("choose --workflow, --reference or both")
+    if not (args.workflow or args.reference or args.scale):
+        parser.error("choose --workflow, --reference, --scale N or several")
+    if args.scale is not None and args.scale < 1:
+        parser.error("--scale: N must be at least 1")
+    if args.workflow and args.scale and args.workdir:
+        parser.error("--workdir: one run directory, so not both --workflow and --scale")
     return args
 
 
@@ -144,14 +182,46 @@ class JobTime:
 
 
 def workflow_benchmark(args: argparse.Namespace) -> None:
+    config = selected_config(args)
+    workdir = run_directory(args)
+    try:
+        run_workflow(config, workdir, args)
+    finally:
+        release(workdir, args)
+
+
+def selected_config(args: argparse.Namespace) -> dict:
+    """A copy of config.yaml with only the ``--models`` models (in that order) when given."""
     config = yaml.safe_load((REPO / "config.yaml").read_text())
     if args.models:
         unknown = sorted(set(args.models) - set(config["models"]))
         if unknown:
             raise SystemExit(f"--models: not in config.yaml: {', '.join(unknown)}")
         config["models"] = {name: config["models"][name] for name in args.models}
+    return config
+
+
+def run_directory(args: argparse.Namespace) -> Path:
+    if args.workdir is None:
+        return Path(tempfile.mkdtemp(prefix="robustmap-bench-"))
+    workdir = args.workdir.resolve()
+    if workdir.exists() and any(workdir.iterdir()):
+        raise SystemExit(f"--workdir: {workdir} is not empty")
+    workdir.mkdir(parents=True, exist_ok=True)
+    return workdir
+
+
+def release(workdir: Path, args: argparse.Namespace) -> None:
+    """Keep the run directory when asked to (``--keep``, ``--workdir``), else delete it."""
+    if args.keep or args.workdir is not None:
+        print(f"run directory kept: {workdir}")
+    else:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def run_workflow(config: dict, workdir: Path, args: argparse.Namespace) -> None:
+    """Run the Snakefile on ``config`` in ``workdir`` and print times and memory."""
     gpu_jobs = args.gpu_jobs if args.gpu_jobs is not None else (1 if gpu_listed() else None)
-    workdir = Path(tempfile.mkdtemp(prefix="robustmap-bench-"))
     (workdir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     command = [
         sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"),
@@ -159,20 +229,75 @@ def workflow_benchmark(args: argparse.Namespace) -> None:
     ]  # fmt: skip
     if gpu_jobs is not None:
         command += ["--resources", f"gpu={gpu_jobs}"]
-    print(f"workflow: models {', '.join(sorted(config['models']))}; {' '.join(command[1:])}")
+    print(
+        f"workflow: models {', '.join(sorted(config['models']))}; {' '.join(command[1:])}",
+        flush=True,
+    )
     log_path = workdir / "bench-snakemake.log"
+    seconds, peak_tree, returncode = run_monitored(command, log_path)
+    log_text = log_path.read_text()
+    if returncode != 0:
+        raise SystemExit(f"snakemake failed ({returncode}):\n{log_text[-4000:]}")
+    largest = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024  # kB on Linux
+    report_workflow(job_times(workdir), seconds, log_text, peak_tree, largest)
+
+
+def scale_benchmark(args: argparse.Namespace) -> None:
+    """The workflow on ``--scale`` generated views labelled by the first selected model."""
+    import scale_dataset  # beside this file; imported here so --reference needs no PIL work
+
+    config = selected_config(args)
+    workdir = run_directory(args)
     try:
-        seconds, peak_tree, returncode = run_monitored(command, log_path)
-        log_text = log_path.read_text()
-        if returncode != 0:
-            raise SystemExit(f"snakemake failed ({returncode}):\n{log_text[-4000:]}")
-        largest = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024  # kB on Linux
-        report_workflow(job_times(workdir), seconds, log_text, peak_tree, largest)
+        root = workdir / "tiny-imagenet-200"
+        first = next(iter(config["models"]))
+        started = time.perf_counter()
+        # In this process, not a child: a child's peak would enter RUSAGE_CHILDREN's ru_maxrss,
+        # which must measure the workflow's jobs alone.
+        top1 = scale_dataset.model_top1(
+            config["models"][first], batch_size=config["predict"]["batch_size"]
+        )
+        summary = scale_dataset.build(root, args.scale, seed=args.seed, top1=top1)
+        print(
+            f"dataset: {summary.images} {scale_dataset.SIZE}x{scale_dataset.SIZE} views (seed "
+            f"{args.seed}) in {time.perf_counter() - started:.1f} s under {root}; "
+            f"{summary.own_label} labelled with {first}'s top-1 ({summary.top1_classes} "
+            f"classes), {summary.other_label} with another wnid; {summary.wnids} wnids; modes "
+            + ", ".join(f"{mode} {count}" for mode, count in summary.modes.items()),
+            flush=True,  # the run that follows takes minutes
+        )
+        image_size = config["dataset"].get("image_size", scale_dataset.SIZE)
+        config["dataset"] = {"source": "folder", "path": str(root), "image_size": image_size}
+        run_workflow(config, workdir, args)
+        report_passes(workdir, list(config["models"]))
     finally:
-        if args.keep:
-            print(f"run directory kept: {workdir}")
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
+        release(workdir, args)
+
+
+def report_passes(workdir: Path, models: list[str]) -> None:
+    """Forward passes per image per search, by model and kind, from ``epsilons.parquet``."""
+    import pandas as pd
+
+    rows = []
+    for model in models:
+        accuracy = json.loads((workdir / "results" / model / "accuracy.json").read_text())
+        table = pd.read_parquet(workdir / "results" / model / "epsilons.parquet")
+        for kind, searches in [*table.groupby("search", sort=False), ("all kinds", table)]:
+            passes = searches["forward_passes"].dropna().to_numpy()
+            flipped = int((searches["status"] == "flipped").sum())
+            rows.append(
+                [
+                    f"{model} {kind}",
+                    f"{accuracy['correct']}/{accuracy['scored']}",
+                    str(len(searches)),
+                    str(flipped),
+                    f"{np.median(passes):g}" if len(passes) else "",
+                    f"{passes.min()}-{passes.max()}" if len(passes) else "",
+                    f"{passes.mean():.2f}" if len(passes) else "",
+                ]
+            )
+    print("forward passes per image per search (clean pass included; epsilons.parquet):")
+    print_table(["model search", "correct", "searches", "flipped", "median", "range", "mean"], rows)
 
 
 def gpu_listed() -> bool:

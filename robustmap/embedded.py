@@ -154,12 +154,14 @@ def crop_boxes(width: int, height: int, focus: tuple[float, float]) -> list[tupl
     centred on ``focus`` and shifted inside the photo where it would overhang.
     """
     short = min(width, height)
-    boxes = [(0, 0, width, height), _square(width, height, short, (0.5, 0.5))]
-    boxes += [_square(width, height, round(zoom * short), focus) for zoom in ZOOMS]
+    boxes = [(0, 0, width, height), square_box(width, height, short, (0.5, 0.5))]
+    boxes += [square_box(width, height, round(zoom * short), focus) for zoom in ZOOMS]
     return list(dict.fromkeys(boxes))
 
 
-def _square(width: int, height: int, side: int, centre: tuple[float, float]) -> tuple[int, ...]:
+def square_box(width: int, height: int, side: int, centre: tuple[float, float]) -> tuple[int, ...]:
+    """Box (left, top, right, bottom) of a ``side`` square centred on ``centre`` (fractions of
+    width and height), shifted inside the photo where it would overhang."""
     left = min(max(round(centre[0] * width - side / 2), 0), width - side)
     top = min(max(round(centre[1] * height - side / 2), 0), height - side)
     return (left, top, left + side, top + side)
@@ -239,7 +241,7 @@ def _write_tree(folder: Path, size: int) -> None:
         for box in crop_boxes(width, height, spec.focus):
             view = source.resize((size, size), Image.Resampling.LANCZOS, box=box)
             name = f"val_{n}.JPEG"
-            (images_dir / name).write_bytes(_jpeg_bytes(view))
+            (images_dir / name).write_bytes(jpeg_bytes(view))
             found = view_box(spec.box, (width, height), box, size)
             fields = "" if found is None else "".join(f"\t{value}" for value in found)
             annotations.append(f"{name}\t{photo.wnid}{fields}\n")
@@ -251,7 +253,7 @@ def _write_tree(folder: Path, size: int) -> None:
     (folder / "val" / "val_annotations.txt").write_text("".join(annotations), encoding="utf-8")
 
 
-def _jpeg_bytes(image: Image.Image) -> bytes:
+def jpeg_bytes(image: Image.Image) -> bytes:
     """Baseline JPEG, fixed quality, 4:4:4, no metadata: equal pixels give equal bytes."""
     buffer = io.BytesIO()
     image.save(buffer, "JPEG", quality=JPEG_QUALITY, subsampling=0, optimize=False)
