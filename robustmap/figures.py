@@ -447,15 +447,16 @@ def _scores_vs_epsilon(
     figure = new_figure(2.5 * max(len(scores), 1), 2.5 * max(len(models), 1) + 0.5)
     axes = figure.subplots(max(len(models), 1), max(len(scores), 1), squeeze=False)
     figure.suptitle(f"{title}; * q_BH < {SIGNIFICANCE:g}; partial: given the clean logit margin")
-    for row, model in zip(axes, models, strict=False):
+    if not models or not scores:
+        _empty(axes[0, 0], "no scores")
+        return figure
+    for row, model in zip(axes, models, strict=True):
         images = per_image_table[per_image_table["model"] == model]
         for ax, score in zip(row, scores, strict=True):
             rho = _rho_label(statistics_table, model=model, score=score, test=test)
             _compactness_panel(ax, images, score=score, eps_max=eps_max)
             ax.set_title(f"{model}\n{rho}", fontsize=7, loc="left")
             ax.set_xlabel(label(score), fontsize=8)
-    if not models or not scores:
-        _empty(axes[0, 0], "no scores")
     return figure
 
 

@@ -151,7 +151,10 @@ def search_tables(
 
 
 def _search_frame(
-    kind: str, image_ids: np.ndarray, result: search.SearchResult, box_valid: np.ndarray | None
+    kind: str,
+    image_ids: np.ndarray,
+    result: search.SearchResult,
+    box_valid: np.ndarray | None = None,
 ) -> pd.DataFrame:
     frame = result.to_frame()
     frame["adversarial_name"] = pd.Series(

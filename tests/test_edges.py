@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 from test_aggregate import prediction_table, synthetic_study
 
-from robustmap import aggregate, classes, figures, measure, search, statistics
+from robustmap import aggregate, classes, figures, kinds, measure, search, statistics
 
 SEARCHES = ["uniform", "object", "background"]
 
@@ -53,13 +53,15 @@ def test_empty_search_and_compactness_tables_keep_every_column():
 
 def test_only_model_with_no_correct_image_still_gets_its_zero_rows():
     per_image, per_class, per_model = tables_of(zero_correct(synthetic_study(models=("m1",)), "m1"))
+    # no model searched anything: every kind of the vocabulary gets its zero row
     assert per_model[["search", "top1", "n"]].to_dict("list") == {
-        "search": SEARCHES,
-        "top1": [0.0, 0.0, 0.0],
-        "n": [0, 0, 0],
+        "search": list(kinds.SEARCH_KINDS),
+        "top1": [0.0] * len(kinds.SEARCH_KINDS),
+        "n": [0] * len(kinds.SEARCH_KINDS),
     }
-    assert len(per_class) == 3 * 4  # every class of every search
-    assert per_class["accuracy"].tolist() == [0.0] * 12 and per_class["n"].tolist() == [0] * 12
+    rows = len(kinds.SEARCH_KINDS) * 4
+    assert len(per_class) == rows  # every class of every search
+    assert per_class["accuracy"].tolist() == [0.0] * rows and per_class["n"].tolist() == [0] * rows
     assert per_class["sensitivity_rank"].isna().all()
     assert per_image["epsilon_uniform"].isna().all() and len(per_image) == 20
 
@@ -73,6 +75,8 @@ def test_figures_say_no_correct_images(models):
         per_class,
         per_model,
         statistics.statistics_table(per_image, bootstrap=100),
+        aggregate.robustness(per_image, eps_max=1.0, bootstrap=100),
+        aggregate.localisation_summary(per_image, bootstrap=100),
         searches=SEARCHES,
         eps_max=1.0,
     )
