@@ -2,6 +2,10 @@
 
 This module joins the pure measuring functions (``heatmaps``, ``search``) to the workflow's
 tables: it names rows by ``image_id`` and turns results into Parquet-ready frames.
+
+``heatmaps`` and ``search`` (and with them TensorFlow and Keras) are imported inside the
+functions that run a model, so that the compactness job, which only scores stored heatmaps,
+starts without them.
 """
 
 from __future__ import annotations
@@ -9,12 +13,17 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-import keras
 import numpy as np
 import pandas as pd
 
-from robustmap import compactness, heatmaps, search
+from robustmap import compactness
+
+if TYPE_CHECKING:
+    import keras
+
+    from robustmap import search
 
 LOG = logging.getLogger(__name__)
 SEARCH_COLUMNS = [
@@ -39,6 +48,8 @@ def heatmap_arrays(
     batch_size: int,
 ) -> dict[str, np.ndarray]:
     """Raw Grad-CAM and gradient-saliency magnitudes, float32 [N, H, W] each."""
+    from robustmap import heatmaps
+
     cam = heatmaps.gradcam(model, images, labels, layer=layer, batch_size=batch_size)
     saliency = heatmaps.saliency(
         model,
@@ -68,6 +79,8 @@ def search_weights_by_kind(
 ) -> dict[str, np.ndarray | None]:
     """``search_weights`` of each kind; the object and background searches share one object mask,
     computed once."""
+    from robustmap import heatmaps
+
     object_w = None
     if any(kind != "uniform" for kind in kinds):
         if cam is None:
@@ -83,6 +96,8 @@ def _weights_from_object(kind: str, object_w: np.ndarray | None) -> np.ndarray |
     if kind == "object":
         return object_w
     if kind == "background":
+        from robustmap import heatmaps
+
         return heatmaps.background_weights(object_w)
     raise ValueError(f"unknown search kind {kind!r}: expected uniform, object or background")
 
@@ -103,6 +118,8 @@ def search_tables(
     ``weights`` maps each kind to its weights (``search_weights_by_kind``); the kinds share every
     image's clean pass and fill the same model calls (``search.minimal_epsilons``).
     """
+    from robustmap import search
+
     started = time.perf_counter()
     kinds = ", ".join(weights)
     LOG.info("%s search: 0/%d (image, kind) pairs", kinds, len(weights) * len(images))

@@ -7,11 +7,15 @@ import os
 import sys
 
 
-def setup(log_path: str | os.PathLike | None, *, seed: int = 0) -> logging.Logger:
+def setup(
+    log_path: str | os.PathLike | None, *, seed: int = 0, tensorflow: bool = True
+) -> logging.Logger:
     """Send robustmap's log records to ``log_path`` and make TensorFlow deterministic.
 
     Determinism matters because the workflow promises byte-identical outputs for identical
-    inputs, whether a job ran locally, on a cluster node, or after a restart.
+    inputs, whether a job ran locally, on a cluster node, or after a restart. Jobs that run no
+    model pass ``tensorflow=False``: importing TensorFlow and Keras costs seconds of start-up
+    per job, which dominated the short table jobs.
     """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
@@ -23,6 +27,8 @@ def setup(log_path: str | os.PathLike | None, *, seed: int = 0) -> logging.Logge
         handlers=handlers,
         force=True,
     )
+    if not tensorflow:
+        return logging.getLogger("robustmap")
     import keras
     import tensorflow as tf
 
