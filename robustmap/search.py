@@ -270,6 +270,9 @@ def minimal_epsilons(
 
 
 _COMPILED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+JIT_COMPILE = False
+"""XLA for the compiled calls (read when a model's calls are first traced). Off: measured on
+this CPU (bench/README.md), it did not make the search faster."""
 MIN_ROWS = 4
 """Model calls never have fewer rows: oneDNN runs single-row convolutions through another kernel
 whose float32 round-off differs, which would make epsilons depend on the batch size."""
@@ -306,7 +309,11 @@ class _Compiled:
         images = tf.TensorSpec([rows, *image_shape], tf.float32)
 
         # autograph=False: straight-line graphs, nothing for AutoGraph to convert.
-        @tf.function(input_signature=[images, tf.TensorSpec([rows], tf.int32)], autograph=False)
+        @tf.function(
+            input_signature=[images, tf.TensorSpec([rows], tf.int32)],
+            autograph=False,
+            jit_compile=JIT_COMPILE,
+        )
         def logits_and_gradient(x, y):
             with tf.GradientTape(watch_accessed_variables=False) as tape:
                 tape.watch(x)
@@ -340,7 +347,7 @@ class _Compiled:
             spec = tf.TensorSpec([rows, *self.image_shape], tf.float32)
             model_ref = self._model_ref
 
-            @tf.function(input_signature=[spec], autograph=False)
+            @tf.function(input_signature=[spec], autograph=False, jit_compile=JIT_COMPILE)
             def forward(x):
                 return tf.cast(model_ref()(x, training=False), tf.float32)
 
