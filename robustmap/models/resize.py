@@ -99,6 +99,8 @@ def resize_images(images, size: tuple[int, int], method: str):
     """NHWC ``images`` (a Keras/TF tensor with static H and W) resized to ``size`` by matrices."""
     import keras
 
+    if tuple(images.shape[1:3]) == tuple(size):
+        return images  # both kernels are the identity at scale 1
     rows = resize_matrix(int(images.shape[1]), size[0], method)
     cols = resize_matrix(int(images.shape[2]), size[1], method)
     x = keras.ops.einsum("ph,nhwc->npwc", keras.ops.convert_to_tensor(rows, images.dtype), images)
