@@ -271,8 +271,8 @@ def minimal_epsilons(
 
 _COMPILED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 JIT_COMPILE = False
-"""XLA for the compiled calls (read when a model's calls are first traced). Off: measured on
-this CPU (bench/README.md), it did not make the search faster."""
+"""XLA for the compiled calls (read when a model's calls are first traced). Off: on the 2-core
+CPU it was measured on, compiling took minutes per call shape (bench/README.md)."""
 MIN_ROWS = 4
 """Model calls never have fewer rows: oneDNN runs single-row convolutions through another kernel
 whose float32 round-off differs, which would make epsilons depend on the batch size."""
