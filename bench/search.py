@@ -403,8 +403,9 @@ def report(n, ours, ours_art, eager, compiled, art) -> None:
         print(f"    image {i}: robustmap {ours_b[i]:.6f}  ART {art['epsilon'][i]:.6f}")
     for label, run, tol in (("tol=1e-5", ours, 1e-5), ("tol=1e-4", ours_art, 1e-4)):
         print(
-            f"(c) forward passes per image, {label}: {pass_text(run)} (median/max; "
-            f"1 gradient pass + {len(search.default_grid(tol=tol))} grid + refinement)"
+            f"(c) forward passes per image, {label}: {pass_text(run)} (median/max; 1 gradient "
+            f"pass + grid points up to the first flip of {len(search.default_grid(tol=tol))} "
+            "+ the next one + refinement)"
         )
         rows = int(run["result"].forward_passes.sum())
         print(

@@ -2,6 +2,10 @@
 
 This module joins the pure measuring functions (``heatmaps``, ``search``) to the workflow's
 tables: it names rows by ``image_id`` and turns results into Parquet-ready frames.
+
+``heatmaps`` and ``search`` (and with them TensorFlow and Keras) are imported inside the
+functions that run a model, so that the compactness job, which only scores stored heatmaps,
+starts without them.
 """
 
 from __future__ import annotations
@@ -9,13 +13,18 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-import keras
 import numpy as np
 import pandas as pd
 
-from robustmap import classes, compactness, heatmaps, kinds, search
+from robustmap import classes, compactness, kinds
 from robustmap.localisation import NO_BOX
+
+if TYPE_CHECKING:
+    import keras
+
+    from robustmap import search
 
 LOG = logging.getLogger(__name__)
 SEARCH_COLUMNS = [
@@ -41,6 +50,8 @@ def heatmap_arrays(
     batch_size: int,
 ) -> dict[str, np.ndarray]:
     """Raw Grad-CAM and gradient-saliency magnitudes, float32 [N, H, W] each."""
+    from robustmap import heatmaps
+
     cam = heatmaps.gradcam(model, images, labels, layer=layer, batch_size=batch_size)
     saliency = heatmaps.saliency(
         model,
@@ -87,6 +98,8 @@ def search_weights_by_kind(
             pass).
     """
     sources = {kinds.source_of(name) for name in names}
+    from robustmap import heatmaps  # TensorFlow: imported only by the jobs that build weights
+
     object_w = None
     if "gradcam" in sources:
         if cam is None:
@@ -125,6 +138,8 @@ def search_tables(
     whose ``box_valid`` is False get status ``no_box`` in the box kinds: a recorded row
     with an undefined (nan) epsilon, never a missing row, and never a censored one.
     """
+    from robustmap import search
+
     started = time.perf_counter()
     kinds = ", ".join(weights)
     LOG.info("%s search: 0/%d (image, kind) pairs", kinds, len(weights) * len(images))

@@ -12,13 +12,17 @@ CHECKSUMS_LOCK = "checksums.lock"
 project root, where it is meant to be committed; see :func:`robustmap.fetch.fetch`)."""
 
 
-def setup(log_path: str | os.PathLike | None, *, seed: int = 0) -> logging.Logger:
+def setup(
+    log_path: str | os.PathLike | None, *, seed: int = 0, tensorflow: bool = True
+) -> logging.Logger:
     """Send robustmap's log records to ``log_path`` and make TensorFlow deterministic.
 
     Determinism matters because the workflow promises byte-identical outputs for identical
     inputs, whether a job ran locally, on a cluster node, or after a restart. An uncaught
     exception is logged too: Snakemake (and SLURM) tell the user to read the job's log file, so
-    the traceback must be there, not only on the main output.
+    the traceback must be there, not only on the main output. Jobs that run no
+    model pass ``tensorflow=False``: importing TensorFlow and Keras costs seconds of start-up
+    per job, which dominated the short table jobs.
     """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
@@ -31,6 +35,8 @@ def setup(log_path: str | os.PathLike | None, *, seed: int = 0) -> logging.Logge
         force=True,
     )
     sys.excepthook = _log_uncaught
+    if not tensorflow:
+        return logging.getLogger("robustmap")
     import keras
     import tensorflow as tf
 

@@ -18,12 +18,13 @@ Flips need not be monotone in eps, so a plain bisection on [0, eps_max] can jump
 flipping window. The search therefore
 
 1. scans a geometric grid (``default_grid``: ``GRID_POINTS`` = 12 points from ``EPS_MIN`` =
-   1e-4, or ``tol`` if larger, to ``eps_max``; neighbours 2.31x apart for eps_max = 1) and takes
-   the FIRST flipping grid point. A flip window (a, b) within [1e-4, eps_max] with b > 2.31 a
-   always holds a grid point; the two non-monotone windows seen on EfficientNet-Lite0
-   (bench/search.py, 64 crops, a 241-point scan) had b = 1.87 a and were both found. There, no
-   first flip was found later than by ART's linear scan with step 1e-4, and an image costs a
-   median of 15 passes at tol = 1e-5;
+   1e-4, or ``tol`` if larger, to ``eps_max``; neighbours 2.31x apart for eps_max = 1) upwards,
+   one point per model call, and stops at the FIRST flipping grid point (the lazy scan: points
+   above it are never probed, except the next one, see ``non_monotone``). A flip window (a, b)
+   within [1e-4, eps_max] with b > 2.31 a always holds a grid point; the two non-monotone
+   windows seen on EfficientNet-Lite0 (bench/search.py, 64 crops, a 241-point scan) had
+   b = 1.87 a and were both found. There, no first flip was found later than by ART's linear
+   scan with step 1e-4;
 2. refines the first flipping interval (lo not flipped, hi flipped; lo = 0 for the first grid
    point, where the clean image is correctly classified) to ``tol`` on the logit margin
    m(eps) = z_y - max_{k != y} z_k. Each probe aims at the root estimated by inverse quadratic
@@ -37,13 +38,18 @@ flipping window. The search therefore
    raises lo, so the bracket always shrinks and hi always flips;
 3. returns eps = hi, a flipping epsilon within ``tol`` of a non-flipping one.
 
-``non_monotone`` records that some grid point after the first flipping one does not flip.
+``non_monotone`` records that THE grid point right after the first flipping one does not flip
+(False when the first flipping point is the last grid point). It costs one probe, made before
+the refinement; an image flagged before the lazy scan (some LATER grid point un-flips) but whose
+next point flips is no longer flagged, so the flag is a lower bound on non-monotone paths.
 Within the first bracket the root finder finds *a* flip boundary; windows narrower than the grid
 spacing that lie wholly between two non-flipping grid points cannot be seen by any grid search.
 
-Scheduling: gradients are taken ``batch_size`` images at a time; probes from all images in flight
-(grid points of newly admitted images, and the one pending refinement probe of every image being
-refined) are evaluated together, ``batch_size`` per model call, so calls stay full. There is no
+Scheduling: gradients are taken ``batch_size`` images at a time; every image in flight has
+exactly one probe pending (its next grid point, its check point, or its next refinement probe),
+and these are evaluated together, ``batch_size`` per model call, oldest images first: new images
+are admitted whenever fewer than a call's worth are pending, and probes beyond whole calls wait
+a round, so calls stay full. There is no
 Python loop over images: every step is vectorised over the images in flight. Searches of the
 same images that differ only in their weights (``minimal_epsilons``: the workflow's uniform,
 object and background searches) share each image's clean pass, since the gradient does not depend
@@ -66,7 +72,8 @@ does), epsilon = inf.
 definition asks for a correctly classified start), epsilon = nan.
 
 ``forward_passes`` counts model evaluations per image: 1 for the clean pass (logits and gradient
-in one call), then one per grid point and one per refinement probe.
+in one call), then one per grid point up to the first flipping one, one for the point after it
+(when there is one), and one per refinement probe; ``1 + len(grid)`` for ``not_flipped``.
 """
 
 from __future__ import annotations
@@ -100,7 +107,7 @@ class SearchResult:
     adversarial_label: int64, argmax f(x(epsilon)); -1 where there is no adversarial image.
     forward_passes: int64, model evaluations spent on the image (clean pass included).
     status: str, one of ``STATUSES``.
-    non_monotone: bool, a grid point after the first flipping one does not flip.
+    non_monotone: bool, the grid point right after the first flipping one does not flip.
     """
 
     epsilon: np.ndarray
@@ -238,31 +245,34 @@ def minimal_epsilons(
     reporter = _Reporter(progress, state.size, batch_size)
     admitted = 0
     while True:
-        refine_row, refine_eps = state.refinement_probes()
-        # Fill every model call: top the refinement probes up with grid probes of later images.
-        wanted = -len(refine_row) % compiled.rows if len(refine_row) else compiled.rows
-        while state.pending_grid() < wanted and admitted < len(images):
+        # Every unfinished row has one probe pending; admit images until they fill a model call.
+        while len(state.pending()) < compiled.rows and admitted < len(images):
             batch = np.arange(admitted, min(admitted + batch_size, len(images)))
             state.admit(batch, *compiled.logits_and_gradient(images[batch], labels[batch]))
             admitted = batch[-1] + 1
-        grid_row, grid_point = state.take_grid_probes(wanted)
-        probe_row = np.concatenate([refine_row, grid_row])
+        probe_row = state.pending()
         if len(probe_row) == 0:
             break
-        probe_eps = np.concatenate([refine_eps, grid[grid_point]])
+        # Whole calls only; the rest wait a round (a row's probes depend only on its own
+        # logits, so waiting changes no result). Past the last admission: a bucketed tail.
+        probe_row = probe_row[: len(probe_row) - len(probe_row) % compiled.rows or None]
         logits = compiled.logits(
-            perturb(images[state.image[probe_row]], state.direction[probe_row], probe_eps)
+            perturb(
+                images[state.image[probe_row]],
+                state.direction[probe_row],
+                state.probe_eps[probe_row],
+            )
         )
-        margin, label = _margin(logits, state.labels[probe_row])
-        split = len(refine_row)
-        state.record_refinement(refine_row, refine_eps, margin[:split], label[:split])
-        state.record_grid(grid_row, grid_point, margin[split:], label[split:])
+        state.record(probe_row, *_margin(logits, state.labels[probe_row]))
         reporter.update(state.finished_count())
     reporter.update(state.size, final=True)
     return dict(zip(weights, state.results(), strict=True))
 
 
 _COMPILED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+JIT_COMPILE = False
+"""XLA for the compiled calls (read when a model's calls are first traced). Off: on the 2-core
+CPU it was measured on, compiling took minutes per call shape (bench/README.md)."""
 MIN_ROWS = 4
 """Model calls never have fewer rows: oneDNN runs single-row convolutions through another kernel
 whose float32 round-off differs, which would make epsilons depend on the batch size."""
@@ -299,7 +309,11 @@ class _Compiled:
         images = tf.TensorSpec([rows, *image_shape], tf.float32)
 
         # autograph=False: straight-line graphs, nothing for AutoGraph to convert.
-        @tf.function(input_signature=[images, tf.TensorSpec([rows], tf.int32)], autograph=False)
+        @tf.function(
+            input_signature=[images, tf.TensorSpec([rows], tf.int32)],
+            autograph=False,
+            jit_compile=JIT_COMPILE,
+        )
         def logits_and_gradient(x, y):
             with tf.GradientTape(watch_accessed_variables=False) as tape:
                 tape.watch(x)
@@ -333,7 +347,7 @@ class _Compiled:
             spec = tf.TensorSpec([rows, *self.image_shape], tf.float32)
             model_ref = self._model_ref
 
-            @tf.function(input_signature=[spec], autograph=False)
+            @tf.function(input_signature=[spec], autograph=False, jit_compile=JIT_COMPILE)
             def forward(x):
                 return tf.cast(model_ref()(x, training=False), tf.float32)
 
@@ -341,168 +355,271 @@ class _Compiled:
         return self._forward[rows]
 
 
-class _SearchState:
-    """State of S searches over N images: one row per (search, image), row = search * N + image.
+SCAN, CHECK, REFINE, DONE = 0, 1, 2, 3
+"""Phases of a row: scanning the grid upwards; probing the grid point after its first flipping
+one (``non_monotone``); refining the first flipping interval; finished."""
 
-    Every method is vectorised over rows. Life of a row: admitted (the image's clean pass:
-    status, direction) -> its GRID probes queued and recorded -> first flipping interval ->
-    refinement probes, one per model call -> finished.
+
+def _flips(label: np.ndarray, true_label: np.ndarray) -> np.ndarray:
+    """The one flip predicate of the search: the predicted class is not the true one."""
+    return label != true_label
+
+
+@dataclass
+class _Outcome:
+    """What each row returns, filled in as rows finish; one entry per row, fields as in
+    :class:`SearchResult` (``adversarial_label`` holds the label of the last flipping probe)."""
+
+    epsilon: np.ndarray
+    adversarial_label: np.ndarray
+    passes: np.ndarray
+    status: np.ndarray
+    non_monotone: np.ndarray
+
+    @classmethod
+    def empty(cls, n: int) -> _Outcome:
+        return cls(
+            epsilon=np.full(n, np.inf),
+            adversarial_label=np.full(n, -1, np.int64),
+            passes=np.zeros(n, np.int64),
+            status=np.full(n, FLIPPED, dtype=object),
+            non_monotone=np.zeros(n, bool),
+        )
+
+    def results(self, searches: int) -> list[SearchResult]:
+        """One result per search (rows search * N + image), in the order of the weights."""
+        label = np.where(self.status == FLIPPED, self.adversarial_label, -1).astype(np.int64)
+        fields = (self.epsilon, label, self.passes, self.status.astype(str), self.non_monotone)
+        parts = [np.split(field, searches) for field in fields]
+        return [SearchResult(*(part[search] for part in parts)) for search in range(searches)]
+
+
+@dataclass
+class _GridScan:
+    """The lazy grid scan: each row probes its grid points in increasing order, one per model
+    call, and stops at the first that flips.
+
+    The path points are the clean image (eps = 0) and then the grid. Below the next grid point
+    the scan keeps the margins of the two path points it passed last, because they become the
+    first bracket's lo end and its third interpolation point.
     """
 
-    def __init__(self, images, labels, weights, grid, tol) -> None:
-        searches, k = len(weights), len(grid)
+    grid: np.ndarray  # float64 [K], float32-exact, increasing
+    point: np.ndarray  # int64 [n]: the grid point a scanning row probes next
+    margin_lo: np.ndarray  # float64 [n]: margin at the path point below ``point``
+    margin_below: np.ndarray  # float64 [n]: margin one path point further down (nan: none)
+
+    @classmethod
+    def empty(cls, grid: np.ndarray, n: int) -> _GridScan:
+        return cls(grid, np.zeros(n, np.int64), np.zeros(n), np.full(n, np.nan))
+
+    def start(self, row: np.ndarray, clean_margin: np.ndarray) -> None:
+        self.point[row] = 0
+        self.margin_lo[row], self.margin_below[row] = clean_margin, np.nan
+
+    def path_eps(self, index: np.ndarray) -> np.ndarray:
+        """Epsilon of path point ``index`` (0: the clean image; i + 1: grid point i)."""
+        return np.concatenate([[0.0], self.grid])[index]
+
+    def passed(self, row: np.ndarray, margin: np.ndarray) -> np.ndarray:
+        """Rows whose probe did not flip move up one point; returns which passed the last one."""
+        self.margin_below[row], self.margin_lo[row] = self.margin_lo[row], margin
+        self.point[row] += 1
+        return self.point[row] == len(self.grid)
+
+
+@dataclass
+class _Brackets:
+    """Refinement brackets (lo, hi] per row: lo does not flip, hi flips, and (c, f_c) is a third
+    path point for inverse quadratic interpolation (the end replaced last; nan: none yet).
+
+    ``f_*`` are logit margins; ``widths`` the last GUARD_PROBES + 1 bracket widths, oldest
+    first, for the bisection guard; ``rounds`` the refinement probes so far.
+    """
+
+    lo: np.ndarray
+    f_lo: np.ndarray
+    hi: np.ndarray
+    f_hi: np.ndarray
+    c: np.ndarray
+    f_c: np.ndarray
+    widths: np.ndarray
+    rounds: np.ndarray
+
+    @classmethod
+    def empty(cls, n: int) -> _Brackets:
+        ends = [np.zeros(n) for _ in range(4)]
+        return cls(
+            *ends,
+            np.full(n, np.nan),
+            np.full(n, np.nan),
+            np.zeros((n, GUARD_PROBES + 1)),
+            np.zeros(n, np.int64),
+        )
+
+    def open(self, row, lo, f_lo, hi, f_hi, c, f_c) -> None:
+        """New brackets; the bisection guard starts from their width."""
+        self.lo[row], self.f_lo[row], self.hi[row], self.f_hi[row] = lo, f_lo, hi, f_hi
+        self.c[row], self.f_c[row] = c, f_c
+        self.widths[row] = np.inf
+        self.widths[row, -1] = hi - lo
+        self.rounds[row] = 0
+
+    def step(self, row: np.ndarray, eps: np.ndarray, margin: np.ndarray, flipped) -> None:
+        """The bracket step: a flipping probe lowers hi, any other raises lo; the end it
+        replaces becomes the third point. ``row`` must not repeat."""
+        up, down = row[flipped], row[~flipped]
+        self.c[up], self.f_c[up] = self.hi[up], self.f_hi[up]
+        self.hi[up], self.f_hi[up] = eps[flipped], margin[flipped]
+        self.c[down], self.f_c[down] = self.lo[down], self.f_lo[down]
+        self.lo[down], self.f_lo[down] = eps[~flipped], margin[~flipped]
+        self.widths[row] = np.roll(self.widths[row], -1, axis=1)
+        self.widths[row, -1] = self.hi[row] - self.lo[row]
+        self.rounds[row] += 1
+
+    def narrow(self, row: np.ndarray, tol: float) -> np.ndarray:
+        """Which brackets are done: no wider than ``tol``."""
+        return self.hi[row] - self.lo[row] <= tol
+
+    def aim(self, row: np.ndarray, tol: float) -> np.ndarray:
+        """The next probe of each bracket (see ``_next_probe``), float32-exact."""
+        return _next_probe(
+            self.lo[row],
+            self.f_lo[row],
+            self.hi[row],
+            self.f_hi[row],
+            self.c[row],
+            self.f_c[row],
+            halved=self.hi[row] - self.lo[row] <= 0.5 * self.widths[row, 0],
+            tol=tol,
+        )
+
+
+class _SearchState:
+    """S searches over N images: one row per (search, image), row = search * N + image.
+
+    Every method is vectorised over rows. A row is admitted with its image's clean pass (status,
+    direction), then has exactly one probe pending at a time: its next grid point (SCAN), the
+    grid point after its first flipping one (CHECK), or its next refinement probe (REFINE),
+    until it is DONE. The parts: ``scan`` (:class:`_GridScan`), ``brackets``
+    (:class:`_Brackets`), ``outcome`` (:class:`_Outcome`).
+    """
+
+    def __init__(self, images, labels, weights, grid: np.ndarray, tol: float) -> None:
+        searches = len(weights)
         self.images_count = len(images)
         n = self.size = searches * len(images)
         self.image = np.tile(np.arange(len(images)), searches)  # the image of each row
         self.labels = np.tile(labels, searches)
         self.weights, self.grid, self.tol = weights, grid, tol
         self.direction = np.zeros((n, *images.shape[1:]), np.float32)
-        self.epsilon = np.full(n, np.inf)
-        self.adversarial_label = np.full(n, -1, np.int64)
-        self.passes = np.zeros(n, np.int64)
-        self.status = np.full(n, FLIPPED, dtype=object)
-        self.non_monotone = np.zeros(n, bool)
+        self.phase = np.full(n, DONE, np.int8)  # rows not admitted yet have nothing pending
+        self.probe_eps = np.zeros(n)  # the pending probe of each row, float32-exact
         self.finished = np.zeros(n, bool)
-        self.clean_margin = np.zeros(n)
-        self.grid_margin = np.zeros((n, k))
-        self.grid_label = np.zeros((n, k), np.int64)
-        self.grid_left = np.zeros(n, np.int64)
-        self.queue_row = np.empty(0, np.int64)  # pending grid probes, FIFO
-        self.queue_point = np.empty(0, np.int64)
-        # First flipping interval (lo, hi] of rows being refined, and a third point (c, the
-        # end replaced last) for inverse quadratic interpolation.
-        self.refining = np.zeros(n, bool)
-        self.lo, self.hi, self.third = np.zeros(n), np.zeros(n), np.full(n, np.nan)
-        self.value_lo, self.value_hi, self.value_third = np.zeros(n), np.zeros(n), np.zeros(n)
-        self.widths = np.zeros((n, GUARD_PROBES + 1))  # bracket widths, oldest first
-        self.rounds = np.zeros(n, np.int64)
-
-    # -- admission and the grid scan --
+        self.outcome = _Outcome.empty(n)
+        self.scan = _GridScan.empty(grid, n)
+        self.brackets = _Brackets.empty(n)
 
     def admit(self, batch: np.ndarray, logits: np.ndarray, gradient: np.ndarray) -> None:
         """The clean pass of images ``batch``, shared by their rows in every search: statuses,
-        directions, and the grid probes to queue."""
+        directions, and each searched row's first grid probe."""
         per_search = [
             _direction(gradient, _weights_slice(w, batch[0], batch[-1] + 1)) for w in self.weights
         ]
         searches = len(self.weights)
         rows = (np.arange(searches)[:, None] * self.images_count + batch).ravel()
         direction = self.direction[rows] = np.concatenate(per_search)
-        self.passes[rows] = 1
+        self.outcome.passes[rows] = 1
         # Rows < N are the images themselves: the margin is the image's, whatever the search.
         margin, clean_label = _margin(logits, self.labels[batch])
-        self.clean_margin[rows] = np.tile(margin, searches)
-        misclassified = np.tile(clean_label != self.labels[batch], searches)
+        misclassified = np.tile(_flips(clean_label, self.labels[batch]), searches)
         zero = ~misclassified & ~direction.reshape(len(rows), -1).any(axis=1)
         self._finish(rows[misclassified], MISCLASSIFIED_AT_START, np.nan)
         self._finish(rows[zero], ZERO_GRADIENT, np.inf)
-        searched = rows[~misclassified & ~zero]
-        self.grid_left[searched] = len(self.grid)
-        points = np.arange(len(self.grid))
-        self.queue_row = np.concatenate([self.queue_row, np.repeat(searched, len(points))])
-        self.queue_point = np.concatenate([self.queue_point, np.tile(points, len(searched))])
+        searched = ~misclassified & ~zero
+        self.scan.start(rows[searched], np.tile(margin, searches)[searched])
+        self._set_phase(rows[searched], SCAN, self.grid[0])
 
-    def pending_grid(self) -> int:
-        return len(self.queue_row)
+    def pending(self) -> np.ndarray:
+        """Rows with a probe pending, oldest image first (they are closest to finishing)."""
+        row = np.flatnonzero(self.phase != DONE)
+        return row[np.argsort(self.image[row], kind="stable")]
 
-    def take_grid_probes(self, count: int) -> tuple[np.ndarray, np.ndarray]:
-        """The next ``count`` queued grid probes: row indices and grid point indices."""
-        row, point = self.queue_row[:count], self.queue_point[:count]
-        self.queue_row, self.queue_point = self.queue_row[count:], self.queue_point[count:]
-        return row, point
+    def record(self, row: np.ndarray, margin: np.ndarray, label: np.ndarray) -> None:
+        """Results of the pending probes of ``row`` (each row at most once)."""
+        self.outcome.passes[row] += 1
+        flipped = _flips(label, self.labels[row])
+        phase = self.phase[row]
+        for which, handler in ((SCAN, self._scanned), (CHECK, self._checked)):
+            mask = phase == which
+            handler(row[mask], margin[mask], label[mask], flipped[mask])
+        mask = phase == REFINE
+        self._refined(row[mask], margin[mask], label[mask], flipped[mask])
 
-    def record_grid(self, row, point, margin, label) -> None:
-        """Store grid results; a row whose grid is complete gets its first flipping interval."""
-        self.grid_margin[row, point] = margin
-        self.grid_label[row, point] = label
-        np.add.at(self.passes, row, 1)  # a row may have several grid probes in one call
-        np.subtract.at(self.grid_left, row, 1)
-        complete = np.unique(row[self.grid_left[row] == 0])
-        if len(complete):
-            self._bracket(complete)
-
-    def _bracket(self, row: np.ndarray) -> None:
-        flips = self.grid_label[row] != self.labels[row][:, None]
-        has_flip = flips.any(axis=1)
-        self._finish(row[~has_flip], NOT_FLIPPED, np.inf)
-        row, flips = row[has_flip], flips[has_flip]
-        first = flips.argmax(axis=1)
-        later = np.arange(len(self.grid))[None, :] > first[:, None]
-        self.non_monotone[row] = (later & ~flips).any(axis=1)
-        # Points on the path: (0, clean margin), then the grid; index i + 1 is grid point i.
-        eps = np.concatenate([[0.0], self.grid])
-        margin = np.concatenate([self.clean_margin[row, None], self.grid_margin[row]], axis=1)
-        index = np.arange(len(row))
-        self.lo[row], self.value_lo[row] = eps[first], margin[index, first]
-        self.hi[row], self.value_hi[row] = eps[first + 1], margin[index, first + 1]
-        # Third point for the first interpolation: the path point below lo, else the one above hi.
-        third = np.where(first > 0, first - 1, np.minimum(first + 2, len(self.grid)))
-        self.third[row], self.value_third[row] = eps[third], margin[index, third]
-        self.adversarial_label[row] = self.grid_label[row, first]
-        self.widths[row] = np.inf
-        self.widths[row, -1] = self.hi[row] - self.lo[row]
-        self.refining[row] = True
-        self._finish_narrow(row)
-
-    # -- refinement --
-
-    def refinement_probes(self) -> tuple[np.ndarray, np.ndarray]:
-        """Next probe of every row being refined (see ``_next_probe``)."""
-        row = np.flatnonzero(self.refining)
-        probe = _next_probe(
-            self.lo[row],
-            self.value_lo[row],
-            self.hi[row],
-            self.value_hi[row],
-            self.third[row],
-            self.value_third[row],
-            halved=self.hi[row] - self.lo[row] <= 0.5 * self.widths[row, 0],
-            tol=self.tol,
+    def _scanned(self, row, margin, label, flipped) -> None:
+        """A grid probe: below the first flip the scan moves on; the first flip opens the
+        bracket (lo: the path point below, c: the one below that) and queues the check."""
+        passed, last = row[~flipped], self.scan.passed(row[~flipped], margin[~flipped])
+        self._finish(passed[last], NOT_FLIPPED, np.inf)
+        self._set_phase(passed[~last], SCAN, self.grid[self.scan.point[passed[~last]]])
+        row, margin, label = row[flipped], margin[flipped], label[flipped]
+        first = self.scan.point[row]  # the path index of lo is `first`, of hi `first + 1`
+        self.outcome.adversarial_label[row] = label
+        self.brackets.open(
+            row,
+            self.scan.path_eps(first),
+            self.scan.margin_lo[row],
+            self.grid[first],
+            margin,
+            np.where(first > 0, self.scan.path_eps(np.maximum(first - 1, 0)), np.nan),
+            self.scan.margin_below[row],
         )
-        # float32 rounding may leave no float strictly inside the bracket: stop at hi.
-        stuck = (probe <= self.lo[row]) | (probe >= self.hi[row])
-        self._finish(row[stuck], FLIPPED, self.hi[row[stuck]])
-        return row[~stuck], probe[~stuck]
+        has_next = first + 1 < len(self.grid)
+        self._set_phase(row[has_next], CHECK, self.grid[first[has_next] + 1])
+        self._refine(row[~has_next])
 
-    def record_refinement(self, row, eps, margin, label) -> None:
-        """Every flipping probe lowers hi, every other one raises lo; the old end becomes c."""
-        self.passes[row] += 1
-        self.rounds[row] += 1
-        if np.any(self.rounds[row] > MAX_REFINEMENT_ROUNDS):
+    def _checked(self, row, margin, label, flipped) -> None:
+        """The grid point after the first flipping one: ``non_monotone`` if it does not flip.
+        A bracket from the clean image takes it as its third point."""
+        self.outcome.non_monotone[row] = ~flipped
+        from_clean = row[self.scan.point[row] == 0]
+        self.brackets.c[from_clean] = self.grid[1]
+        self.brackets.f_c[from_clean] = margin[self.scan.point[row] == 0]
+        self._refine(row)
+
+    def _refined(self, row, margin, label, flipped) -> None:
+        self.brackets.step(row, self.probe_eps[row], margin, flipped)
+        if np.any(self.brackets.rounds[row] > MAX_REFINEMENT_ROUNDS):
             raise RuntimeError("refinement did not converge; is tol below float32 resolution?")
-        flipped = label != self.labels[row]
-        up, down = row[flipped], row[~flipped]
-        self.third[up], self.value_third[up] = self.hi[up], self.value_hi[up]
-        self.hi[up], self.value_hi[up] = eps[flipped], margin[flipped]
-        self.adversarial_label[up] = label[flipped]
-        self.third[down], self.value_third[down] = self.lo[down], self.value_lo[down]
-        self.lo[down], self.value_lo[down] = eps[~flipped], margin[~flipped]
-        self.widths[row] = np.roll(self.widths[row], -1, axis=1)
-        self.widths[row, -1] = self.hi[row] - self.lo[row]
-        self._finish_narrow(row)
+        self.outcome.adversarial_label[row[flipped]] = label[flipped]
+        self._refine(row)
 
-    def _finish_narrow(self, row: np.ndarray) -> None:
-        narrow = row[self.hi[row] - self.lo[row] <= self.tol]
-        self._finish(narrow, FLIPPED, self.hi[narrow])
+    def _refine(self, row: np.ndarray) -> None:
+        """Finish brackets no wider than tol at hi; queue the next probe of the others."""
+        narrow = self.brackets.narrow(row, self.tol)
+        self._finish(row[narrow], FLIPPED, self.brackets.hi[row[narrow]])
+        row = row[~narrow]
+        probe = self.brackets.aim(row, self.tol)
+        # float32 rounding may leave no float strictly inside the bracket: stop at hi.
+        stuck = (probe <= self.brackets.lo[row]) | (probe >= self.brackets.hi[row])
+        self._finish(row[stuck], FLIPPED, self.brackets.hi[row[stuck]])
+        self._set_phase(row[~stuck], REFINE, probe[~stuck])
 
-    # -- bookkeeping --
+    def _set_phase(self, row: np.ndarray, phase: int, probe_eps) -> None:
+        self.phase[row] = phase
+        self.probe_eps[row] = probe_eps
 
     def _finish(self, row: np.ndarray, status: str, epsilon) -> None:
-        self.status[row] = status
-        self.epsilon[row] = epsilon
+        self.outcome.status[row] = status
+        self.outcome.epsilon[row] = epsilon
+        self.phase[row] = DONE
         self.finished[row] = True
-        self.refining[row] = False
 
     def finished_count(self) -> int:
         return int(self.finished.sum())
 
     def results(self) -> list[SearchResult]:
-        """One result per search, in the order of the weights."""
-        searches = len(self.weights)
-        label = np.where(self.status == FLIPPED, self.adversarial_label, -1).astype(np.int64)
-        fields = (self.epsilon, label, self.passes, self.status.astype(str), self.non_monotone)
-        parts = [np.split(field, searches) for field in fields]
-        return [SearchResult(*(part[search] for part in parts)) for search in range(searches)]
+        return self.outcome.results(len(self.weights))
 
 
 class _Reporter:

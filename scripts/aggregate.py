@@ -6,7 +6,7 @@ from pathlib import Path
 from robustmap import aggregate, figures, runtime, statistics, tables
 
 sm = snakemake  # noqa: F821 - injected by Snakemake
-runtime.setup(sm.log[0])
+runtime.setup(sm.log[0], tensorflow=False)
 models = sm.params.models
 by_model = {
     kind: dict(zip(models, map(tables.read_parquet, sm.input[kind]), strict=True))

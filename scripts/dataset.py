@@ -2,7 +2,7 @@
 
 from robustmap import runtime, sources
 
-runtime.setup(snakemake.log[0])  # noqa: F821 - injected by Snakemake
+runtime.setup(snakemake.log[0], tensorflow=False)  # noqa: F821 - injected by Snakemake
 sources.materialise(
     snakemake.params.source,  # noqa: F821
     workdir="results/dataset",

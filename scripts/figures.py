@@ -6,7 +6,7 @@ from pathlib import Path
 from robustmap import figures, runtime, tables
 
 sm = snakemake  # noqa: F821 - injected by Snakemake
-log = runtime.setup(sm.log[0])
+log = runtime.setup(sm.log[0], tensorflow=False)
 drawn = figures.figure_set(
     tables.read_parquet(sm.input.per_image),
     tables.read_parquet(sm.input.per_class),

@@ -6,7 +6,7 @@ import pandas as pd
 from robustmap import kinds, localisation, runtime, shards, tables
 
 sm = snakemake  # noqa: F821 - injected by Snakemake
-runtime.setup(sm.log[0])
+runtime.setup(sm.log[0], tensorflow=False)
 frames = []
 for path in sm.input.arrays:
     arrays = tables.read_npz(path)

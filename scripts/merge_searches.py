@@ -3,7 +3,7 @@
 from robustmap import aggregate, runtime, tables
 
 sm = snakemake  # noqa: F821 - injected by Snakemake
-runtime.setup(sm.log[0])
+runtime.setup(sm.log[0], tensorflow=False)
 merged = aggregate.merge_searches(
     [tables.read_parquet(path) for path in sm.input.tables], tables.read_parquet(sm.input.shards)
 )

@@ -3,7 +3,7 @@
 from robustmap import runtime, shards, tables
 
 sm = snakemake  # noqa: F821 - injected by Snakemake
-runtime.setup(sm.log[0])
+runtime.setup(sm.log[0], tensorflow=False)
 predictions = tables.read_parquet(sm.input.predictions)
 tables.write_parquet(
     sm.output.table, shards.shard_table(predictions, shard_size=sm.params.shard_size)

@@ -134,8 +134,11 @@ def test_every_window_wider_than_the_grid_ratio_is_found(start):
 
     result = search.minimal_epsilon(model, images, np.zeros(1, np.int64), tol=TOL)
 
-    assert result.status[0] == search.FLIPPED and result.non_monotone[0]
+    assert result.status[0] == search.FLIPPED
     assert window[0] - FLOAT32_SLACK <= result.epsilon[0] <= window[0] + TOL + FLOAT32_SLACK
+    # non_monotone: the grid point after the first flipping one is past the window (no flip).
+    after = grid[np.searchsorted(grid, result.epsilon[0]) + 1]
+    assert result.non_monotone[0] == (window[1] <= after <= 0.45)
 
 
 def test_a_monotone_path_is_not_marked_non_monotone():
@@ -319,8 +322,10 @@ def test_a_straight_margin_is_refined_in_at_most_two_probes():
 
     result = search.minimal_epsilon(model, images, labels, eps_max=EPS_MAX, tol=TOL)
 
-    grid_points = len(search.default_grid(eps_max=EPS_MAX, tol=TOL))
-    refinement = result.forward_passes[reachable] - 1 - grid_points
+    grid = search.default_grid(eps_max=EPS_MAX, tol=TOL)
+    first = np.searchsorted(grid, result.epsilon[reachable])  # the first flipping grid point
+    scan = first + 1 + (first + 1 < len(grid))  # up to it, and the point after it (the check)
+    refinement = result.forward_passes[reachable] - 1 - scan
     assert np.all(refinement <= 2) and np.all(refinement >= 1)
     found = result.epsilon[reachable]
     assert np.all(found >= expected[reachable] - FLOAT32_SLACK)
@@ -413,3 +418,121 @@ def test_searches_run_together_take_one_clean_pass_per_image(monkeypatch):
     assert all(np.all(r.forward_passes >= 1) for r in results.values())
     with pytest.raises(ValueError, match="at least one search"):
         search.minimal_epsilons(model, images, labels, weights={})
+
+
+def full_scan(model: keras.Model, images: np.ndarray, labels: np.ndarray, grid: np.ndarray):
+    """Flips at EVERY grid point, bool [N, K], through the search's own compiled model calls."""
+    directions = search.fgsm_direction(model, images, labels, batch_size=8)
+    compiled = search._compiled(model, images.shape[1:], 8)
+    return np.stack(
+        [
+            compiled.logits(search.perturb(images, directions, eps)).argmax(axis=1) != labels
+            for eps in grid
+        ],
+        axis=1,
+    )
+
+
+def assert_lazy_scan_matches_full_scan(model, images, labels, *, eps_max: float) -> None:
+    """The lazy scan's first flipping grid point is the full scan's on every image; epsilon lies
+    in the first flipping interval and flips; non_monotone is the next grid point's un-flip."""
+    grid = search.default_grid(eps_max=eps_max, tol=TOL)
+    flips = full_scan(model, images, labels, grid)
+    result = search.minimal_epsilon(model, images, labels, eps_max=eps_max, tol=TOL, batch_size=8)
+
+    flipped = flips.any(axis=1)
+    assert np.array_equal(result.status == search.FLIPPED, flipped)
+    assert np.all(result.status[~flipped] == search.NOT_FLIPPED)
+    assert np.all(result.forward_passes[~flipped] == 1 + len(grid))
+    first = flips[flipped].argmax(axis=1)
+    eps = result.epsilon[flipped]
+    assert np.array_equal(np.searchsorted(grid, eps), first)
+    below = np.where(first > 0, grid[np.maximum(first - 1, 0)], 0.0)
+    assert np.all((eps > below) & (eps <= grid[first]))
+    after = np.minimum(first + 1, len(grid) - 1)
+    has_after = first + 1 < len(grid)
+    expected_non_monotone = has_after & ~flips[flipped][np.arange(len(first)), after]
+    assert np.array_equal(result.non_monotone[flipped], expected_non_monotone)
+    # Passes: clean pass, grid points up to the first flip, the check, at least one refinement.
+    scanned = 1 + first + 1 + has_after
+    assert np.all(result.forward_passes[flipped] >= scanned + (eps - below > TOL))
+    directions = search.fgsm_direction(model, images[flipped], labels[flipped])
+    adversarial = search.perturb(images[flipped], directions, eps)
+    compiled = search._compiled(model, images.shape[1:], 8)
+    assert np.all(compiled.logits(adversarial).argmax(axis=1) != labels[flipped])
+
+
+def test_lazy_scan_finds_the_full_scans_first_flip_on_a_non_monotone_model():
+    """Seeded images whose mean starts below a flip window: some flip in it, then un-flip."""
+    rng = np.random.default_rng(21)
+    offset = rng.uniform(-0.03, 0.0, 24)  # s(0) = mean(x) - 0.5, below the window
+    noise = rng.uniform(-0.1, 0.1, (24, *SHAPE))
+    images = 0.5 + offset[:, None, None, None] + noise - noise.mean(axis=(1, 2, 3), keepdims=True)
+    model = window_model((0.01, 0.02), later_flip=0.3)
+
+    assert_lazy_scan_matches_full_scan(
+        model, images.astype(np.float32), np.zeros(24, np.int64), eps_max=1.0
+    )
+
+
+def test_lazy_scan_finds_the_full_scans_first_flip_on_a_real_model():
+    """EfficientNet-Lite0 on seeded 64x64 crops of real photos, labelled with its own top-1."""
+    import skimage.data
+    import skimage.transform
+
+    from robustmap import models
+
+    rng = np.random.default_rng(5)
+    crops = []
+    for name in (
+        "astronaut",
+        "coffee",
+        "chelsea",
+        "rocket",
+        "hubble_deep_field",
+        "immunohistochemistry",
+    ):
+        photo = getattr(skimage.data, name)().astype(np.float32) / 255.0
+        for _ in range(2):
+            side = int(rng.uniform(0.4, 1.0) * min(photo.shape[:2]))
+            top, left = (rng.integers(0, photo.shape[k] - side + 1) for k in (0, 1))
+            crop = photo[top : top + side, left : left + side]
+            crops.append(skimage.transform.resize(crop, (64, 64), anti_aliasing=True))
+    images = np.clip(np.stack(crops), 0.0, 1.0).astype(np.float32)
+    model = models.load("efficientnet_lite0")
+    labels = search._compiled(model, images.shape[1:], 8).logits(images).argmax(axis=1)
+
+    assert_lazy_scan_matches_full_scan(model, images, labels, eps_max=1.0)
+
+
+def test_the_bracket_step_without_a_model():
+    """A flipping probe lowers hi, any other raises lo, the replaced end becomes the third
+    point; iterated on known margins, the brackets close on the roots within tol."""
+    brackets = search._Brackets.empty(3)
+    row = np.array([0, 1, 2])
+    lo, hi = np.array([0.01, 0.04, 0.0]), np.array([0.02, 0.05, 0.004])
+    root = np.array([0.0123, 0.0457, 0.0031])
+
+    def margin(eps, at=row):  # curved, decreasing through zero at the root
+        return (root[at] - eps) * (1.0 + 30.0 * eps)
+
+    nan = np.full(3, np.nan)
+    brackets.open(row, lo, margin(lo), hi, margin(hi), nan, nan)
+    eps = np.array([0.015, 0.045, 0.003])
+    flipped = search._flips(np.array([1, 0, 0]), np.array([0, 0, 0]))  # only row 0 flips
+    brackets.step(row, eps, margin(eps), flipped)
+    np.testing.assert_array_equal(brackets.hi, [0.015, 0.05, 0.004])
+    np.testing.assert_array_equal(brackets.lo, [0.01, 0.045, 0.003])
+    np.testing.assert_array_equal(brackets.c, [0.02, 0.04, 0.0])  # the end each probe replaced
+    np.testing.assert_array_equal(brackets.widths[:, -2], hi - lo)
+    np.testing.assert_array_equal(brackets.widths[:, -1], brackets.hi - brackets.lo)
+    np.testing.assert_array_equal(brackets.rounds, [1, 1, 1])
+
+    while not np.all(brackets.narrow(row, TOL)):
+        active = row[~brackets.narrow(row, TOL)]
+        probe = brackets.aim(active, TOL)
+        assert np.all((probe > brackets.lo[active]) & (probe < brackets.hi[active]))
+        brackets.step(active, probe, margin(probe, active), margin(probe, active) < 0)
+        assert np.all(margin(brackets.lo) >= 0) and np.all(margin(brackets.hi) < 0)
+    assert np.all((brackets.lo < root) & (root <= brackets.hi))
+    assert np.all(brackets.rounds <= 4)

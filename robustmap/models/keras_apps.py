@@ -17,6 +17,8 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from robustmap.models import resize
+
 NATIVE_SIZE = 224
 IMAGENET_MEAN_RGB = (0.485, 0.456, 0.406)
 IMAGENET_STDDEV_RGB = (0.229, 0.224, 0.225)
@@ -30,6 +32,12 @@ class Resize(keras.layers.Layer):
     Used instead of ``keras.layers.Resizing``: in Keras 3.15 that preprocessing layer makes an
     eager ``model(x)`` call run later BatchNormalization layers in training mode (batch
     statistics), so the same model gave different logits under ``model(x)`` and ``predict``.
+
+    Where the input's height and width are known when the call is traced (every compiled call
+    of the search and the heatmaps, ``predict``, eager calls), the resize is two matrix products
+    (``robustmap.models.resize``): TensorFlow's bicubic kernels run only on the CPU and XLA
+    cannot compile them. Elsewhere (a symbolic build with unknown sizes) it is
+    ``keras.ops.image.resize``, which the matrices match to float32 round-off.
     """
 
     def __init__(self, size: int, *, interpolation: str = "bilinear", **kwargs):
@@ -38,9 +46,11 @@ class Resize(keras.layers.Layer):
         self.interpolation = interpolation
 
     def call(self, images):
-        return keras.ops.image.resize(
-            images, (self.size, self.size), interpolation=self.interpolation
-        )
+        size = (self.size, self.size)
+        known = images.shape[1] is not None and images.shape[2] is not None
+        if known and self.interpolation in resize.METHODS:
+            return resize.resize_images(images, size, self.interpolation)
+        return keras.ops.image.resize(images, size, interpolation=self.interpolation)
 
     def compute_output_shape(self, input_shape):
         return (input_shape[0], self.size, self.size, input_shape[-1])
