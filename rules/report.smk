@@ -104,6 +104,17 @@ rule aggregate:
                 "search": "all",
             },
         ),
+        localisation_html=report(
+            "results/tables/localisation.html",
+            caption="../report/localisation_table.rst",
+            category="Localisation",
+            subcategory="Table",
+            labels={
+                "table": "localisation vs chance",
+                "model": "all",
+                "search": "all",
+            },
+        ),
     log:
         "logs/aggregate.log",
     conda:
