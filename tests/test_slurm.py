@@ -38,6 +38,7 @@ SUBMITTED_JOBS_PER_RULE = {
     "search": SHARDS,
     "merge_searches": 1,
     "compactness": 1,
+    "localisation": 1,
     "aggregate": 1,
     "figures": 1,
     "panels": 1,

@@ -17,11 +17,13 @@ import pytest
 import yaml
 from conftest import REPO, SNAKEMAKE, result_hashes, small_config, snakemake, write_config
 
+from robustmap import kinds
+
 MODELS = ("lite0", "lite0_fine")
-KINDS = ("uniform", "object", "background")
+KINDS = kinds.SEARCH_KINDS  # the default config runs every kind of the vocabulary
 
 
-def test_every_image_has_a_prediction_and_every_correct_one_three_searches(workflow_run):
+def test_every_image_has_a_prediction_and_every_correct_one_every_search(workflow_run):
     labels = pd.read_parquet(workflow_run / "results/labels.parquet")
     for model in MODELS:
         predictions = pd.read_parquet(workflow_run / f"results/{model}/predictions.parquet")
@@ -29,7 +31,7 @@ def test_every_image_has_a_prediction_and_every_correct_one_three_searches(workf
         correct = set(predictions.loc[predictions["correct"].fillna(False), "image_id"])
         assert len(correct) >= 16
         epsilons = pd.read_parquet(workflow_run / f"results/{model}/epsilons.parquet")
-        assert len(epsilons) == 3 * len(correct)
+        assert len(epsilons) == len(KINDS) * len(correct)
         for kind in KINDS:
             searched = epsilons[epsilons["search"] == kind]
             assert set(searched["image_id"]) == correct
@@ -37,6 +39,8 @@ def test_every_image_has_a_prediction_and_every_correct_one_three_searches(workf
         assert np.isfinite(flipped["epsilon"]).all() and (flipped["epsilon"] > 0).all()
         compactness = pd.read_parquet(workflow_run / f"results/{model}/compactness.parquet")
         assert len(compactness) == 2 * len(correct)
+        located = pd.read_parquet(workflow_run / f"results/{model}/localisation.parquet")
+        assert len(located) == 2 * len(correct) and (located["status"] == "ok").all()
     shards = pd.read_parquet(workflow_run / "results/lite0/shards.parquet")
     assert shards["shard"].nunique() == -(-len(shards) // 8)
     assert (workflow_run / "results/report.html").stat().st_size > 100_000
