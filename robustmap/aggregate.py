@@ -25,6 +25,7 @@ from robustmap.bootstrap import TAILS, mean_ci, resampled, seeded_generator
 from robustmap.kinds import HEATMAP_KINDS, SEARCH_KINDS, search_order
 from robustmap.localisation import NO_BOX
 from robustmap.localisation import SCORES as LOCALISATION_SCORES
+from robustmap.measure import SEARCH_COLUMNS
 
 AGREEMENT_COLUMNS = ("spearman", "iou_top20")
 SEARCH_FIELDS = (
@@ -33,15 +34,6 @@ SEARCH_FIELDS = (
     "adversarial_label",
     "adversarial_name",
     "forward_passes",
-    "non_monotone",
-)
-# The same fields in the column order of a search table (robustmap.measure.SEARCH_COLUMNS).
-SEARCH_TABLE_FIELDS = (
-    "epsilon",
-    "adversarial_label",
-    "adversarial_name",
-    "forward_passes",
-    "status",
     "non_monotone",
 )
 PREDICTION_FIELDS = (
@@ -86,7 +78,7 @@ def merge_searches(shard_tables: Sequence[pd.DataFrame], shards: pd.DataFrame) -
                 f"{_examples(shards['image_id'])}"
             )
         # no correct image, no shard: every column of a search table, no rows
-        return _empty_epsilons()[["image_id", "search", *SEARCH_TABLE_FIELDS]]
+        return _empty_epsilons()[SEARCH_COLUMNS]
     merged = pd.concat(frames, ignore_index=True)
     position = pd.Series(np.arange(len(shards)), index=shards["image_id"].to_numpy())
     if not position.index.is_unique:
