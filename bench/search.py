@@ -16,8 +16,14 @@ embedded photos that the model classifies correctly. Printed:
 The slow baselines (eager loop, ART) run on a subset and are extrapolated per image; the output
 says so. Timings exclude one-time tracing (every timed function is warmed up first).
 
+With ``--xla`` it prints only the ``search.JIT_COMPILE`` comparison instead: the same search
+on fresh copies of the model without and with XLA, first call (tracing and compiling included)
+and a repeat, the epsilons' largest difference between the two, and whether the XLA search gives
+the same epsilons at another batch size.
+
     python bench/search.py            # 48 images
     python bench/search.py --quick    # fewer images and smaller baseline subsets
+    python bench/search.py --xla      # search.JIT_COMPILE off against on
 """
 
 from __future__ import annotations
@@ -47,6 +53,9 @@ def main() -> None:
     model = models.load("efficientnet_lite0")
     images, labels = correct_crops(model, args.images)
     n = len(images)
+    if args.xla:
+        xla_comparison(images, labels, args.batch_size)
+        return
     print(
         f"model efficientnet_lite0, {n} correctly classified {SIZE}x{SIZE} crops, CPU; "
         f"timings: best of {args.repeats}, tracing excluded; (d): median of {args.repeats} "
@@ -107,6 +116,7 @@ def parse_args() -> argparse.Namespace:
         "--batch-size", type=int, default=32, help="the workflow's default search.batch_size"
     )
     parser.add_argument("--quick", action="store_true", help="16 images, small subsets")
+    parser.add_argument("--xla", action="store_true", help="only: search.JIT_COMPILE off vs on")
     args = parser.parse_args()
     if args.quick:
         args.images, args.eager_images, args.art_images, args.repeats = 16, 3, 6, 1
@@ -171,6 +181,47 @@ def timed(function, *args, **kwargs):
 def best_of(repeats: int, function, *args, **kwargs) -> dict:
     """The result dict of the fastest of ``repeats`` calls (the shared CPU is noisy)."""
     return min((function(*args, **kwargs) for _ in range(repeats)), key=lambda r: r["seconds"])
+
+
+def xla_comparison(images: np.ndarray, labels: np.ndarray, batch_size: int) -> None:
+    """The uniform search (tol 1e-5) without and with XLA, each on a fresh model (fresh traces).
+
+    ``search.JIT_COMPILE`` is read when a model's calls are first traced, and traces are cached
+    per model object, so each setting gets its own ``models.load``.
+    """
+    runs = {}
+    other = 64 if batch_size != 64 else 16
+    for jit in (False, True):
+        search.JIT_COMPILE = jit
+        model = models.load("efficientnet_lite0")
+        first = timed(
+            search.minimal_epsilon, model, images, labels, tol=1e-5, batch_size=batch_size
+        )
+        repeat = timed(
+            search.minimal_epsilon, model, images, labels, tol=1e-5, batch_size=batch_size
+        )
+        runs[jit] = (first[1], repeat[1], repeat[0].epsilon)
+        if jit:
+            other_batch = search.minimal_epsilon(
+                model, images, labels, tol=1e-5, batch_size=other
+            ).epsilon
+    search.JIT_COMPILE = False
+    print(f"{len(images)} images, uniform search, tol 1e-5, batch {batch_size}")
+    for jit, (first_s, repeat_s, _) in runs.items():
+        print(
+            f"  jit_compile={jit}: first call {first_s:.1f} s (tracing included), "
+            f"repeat {repeat_s:.1f} s"
+        )
+    print(
+        f"  XLA / plain: first call {runs[True][0] / runs[False][0]:.2f}, "
+        f"repeat {runs[True][1] / runs[False][1]:.2f}"
+    )
+    difference = np.nanmax(np.abs(runs[True][2] - runs[False][2]))
+    print(f"  largest epsilon difference XLA vs plain: {difference:.2e}")
+    print(
+        f"  XLA, batch {other} vs {batch_size}: identical epsilons: "
+        f"{np.array_equal(other_batch, runs[True][2], equal_nan=True)}"
+    )
 
 
 def trace_every_call(model, images, labels, *, tol, batch_size) -> None:

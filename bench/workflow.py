@@ -13,8 +13,10 @@ wall time, a per-rule breakdown and the peak memory.
   human-readable log would tie the bench to its wording. The job count is checked against the
   "N of N steps" line of Snakemake's own log.
 * Peak memory: the Snakemake process tree is polled with psutil (a Snakemake dependency) every
-  0.2 s for the peak *sum* of resident set sizes (concurrent jobs add up); the largest single
-  process is read exactly from ``getrusage(RUSAGE_CHILDREN).ru_maxrss`` after the run.
+  0.2 s for the peak *sum* of resident set sizes (concurrent jobs add up) and the largest single
+  process. Polling can miss a peak shorter than 0.2 s; ``getrusage(RUSAGE_CHILDREN)`` would not,
+  but it keeps the maximum over every child this process ever had, so two runs in one bench
+  (``--baseline``) could not be told apart.
 
 ``--scale N``: the same run on a generated Tiny-ImageNet-layout dataset of N 64x64 JPEGs over
 200 wnids (``bench/scale_dataset.py``: seeded views of the photos that ship in wheels, about 70 %
@@ -32,6 +34,15 @@ forward passes per image per search (median, range, mean over the rows of
 
 ``--keep`` keeps the run directory (its path is printed); ``--workdir PATH`` runs in PATH
 (absent or empty) instead of a temporary folder and keeps it.
+
+``--baseline REV`` (with ``--workflow`` or ``--scale``): before and after in one bench. The
+Snakefile, rules, scripts, package and ``config.yaml`` of git revision REV are exported into the
+run directory (``git archive``, extracted with tarfile's ``data`` filter) and run first, with
+``PYTHONPATH`` pointing there so its jobs import REV's ``robustmap``; then this checkout runs on
+the same dataset (``--scale``: generated once, labelled by this checkout's code) with the same
+models, each with its own ``config.yaml`` (so each runs its own default search kinds). Both
+reports print, then one table of this checkout over REV: wall, peak memory, job-seconds per rule
+and median passes per model and kind.
 
 ``--reference``: a stand-in for the study's workload (10,000 Tiny-ImageNet-sized images, all
 three searches). ``--images`` seeded synthetic 64x64 images (a smooth random background with one
@@ -55,6 +66,7 @@ projection can be rescaled to a real model's pass count.
     python bench/workflow.py --workflow                       # embedded default, all models
     python bench/workflow.py --workflow --models efficientnet_lite0
     python bench/workflow.py --scale 1000 --models efficientnet_lite0 [--workdir PATH]
+    python bench/workflow.py --scale 1000 --models efficientnet_lite0 --baseline 21691b9
     python bench/workflow.py --reference --images 256         # CPU
     python bench/workflow.py --reference --images 10000       # GPU: the full reference workload
 """
@@ -62,13 +74,14 @@ projection can be rescaled to a real model's pass count.
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import os
 import re
-import resource
 import shutil
 import subprocess
 import sys
+import tarfile
 import tempfile
 import threading
 import time
@@ -125,6 +138,11 @@ def parse_args() -> argparse.Namespace:
         type=Path,
         help="workflow, scale: run here (absent or empty) instead of a temporary folder; kept",
     )
+    parser.add_argument(
+        "--baseline",
+        metavar="REV",
+        help="workflow, scale: run git revision REV first on the same data and print ratios",
+    )
     parser.add_argument("--images", type=int, default=REFERENCE_IMAGES, help="reference: images")
     parser.add_argument(
         "--batch-size", type=int, help="reference: every stage's batch; default 256 GPU, 64 CPU"
@@ -142,6 +160,8 @@ def parse_args() -> argparse.Namespace:
         parser.error("choose --workflow, --reference, --scale N or several")
     if args.scale is not None and args.scale < 1:
         parser.error("--scale: N must be at least 1")
+    if args.baseline and args.reference and not (args.workflow or args.scale):
+        parser.error("--baseline: for --workflow or --scale")
     if args.workflow and args.scale and args.workdir:
         parser.error("--workdir: one run directory, so not both --workflow and --scale")
     return args
@@ -181,22 +201,70 @@ class JobTime:
     end: float
 
 
+@dataclass(frozen=True)
+class Checkout:
+    """A source tree to run: its Snakefile, package and ``config.yaml``."""
+
+    label: str
+    root: Path
+    imports_from_root: bool  # jobs must import this tree's robustmap, not the installed one
+
+
+@dataclass(frozen=True)
+class RunMeasures:
+    """What one workflow run cost, for the side-by-side table of ``--baseline``."""
+
+    seconds: float
+    peak_tree: int
+    largest: int
+    job_seconds: dict[str, float]
+    median_passes: dict[str, float]
+
+
 def workflow_benchmark(args: argparse.Namespace) -> None:
-    config = selected_config(args)
     workdir = run_directory(args)
     try:
-        run_workflow(config, workdir, args)
+        measured = {}
+        for checkout in checkouts(args, workdir):
+            config = selected_config(checkout.root, args)
+            measured[checkout.label] = run_workflow(
+                config, run_folder(workdir, checkout, args), args, checkout
+            )
+        report_comparison(measured)
     finally:
         release(workdir, args)
 
 
-def selected_config(args: argparse.Namespace) -> dict:
-    """A copy of config.yaml with only the ``--models`` models (in that order) when given."""
-    config = yaml.safe_load((REPO / "config.yaml").read_text())
+def checkouts(args: argparse.Namespace, workdir: Path) -> list[Checkout]:
+    """This checkout, preceded by ``--baseline``'s revision exported into ``workdir``."""
+    current = Checkout("current", REPO, imports_from_root=False)
+    if not args.baseline:
+        return [current]
+    root = workdir / "baseline-source"
+    archive = subprocess.run(
+        ["git", "-C", str(REPO), "archive", "--format=tar", args.baseline],
+        capture_output=True,
+        check=False,
+    )
+    if archive.returncode != 0:
+        raise SystemExit(f"--baseline {args.baseline}: {archive.stderr.decode().strip()}")
+    with tarfile.open(fileobj=io.BytesIO(archive.stdout)) as tar:
+        tar.extractall(root, filter="data")
+    return [Checkout(f"baseline {args.baseline}", root, imports_from_root=True), current]
+
+
+def run_folder(workdir: Path, checkout: Checkout, args: argparse.Namespace) -> Path:
+    """The run directory itself, or one sub-folder per checkout when two run."""
+    return workdir / checkout.label.replace(" ", "-") if args.baseline else workdir
+
+
+def selected_config(root: Path, args: argparse.Namespace) -> dict:
+    """A copy of ``root``'s config.yaml with only the ``--models`` models (in that order)."""
+    config = yaml.safe_load((root / "config.yaml").read_text())
     if args.models:
         unknown = sorted(set(args.models) - set(config["models"]))
         if unknown:
-            raise SystemExit(f"--models: not in config.yaml: {', '.join(unknown)}")
+            raise SystemExit(f"--models: not in {root / 'config.yaml'}: {', '.join(unknown)}")
         config["models"] = {name: config["models"][name] for name in args.models}
     return config
 
@@ -219,41 +287,54 @@ def release(workdir: Path, args: argparse.Namespace) -> None:
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-def run_workflow(config: dict, workdir: Path, args: argparse.Namespace) -> None:
-    """Run the Snakefile on ``config`` in ``workdir`` and print times and memory."""
+def run_workflow(
+    config: dict, workdir: Path, args: argparse.Namespace, checkout: Checkout
+) -> RunMeasures:
+    """Run ``checkout``'s Snakefile on ``config`` in ``workdir``; print and return its costs."""
     gpu_jobs = args.gpu_jobs if args.gpu_jobs is not None else (1 if gpu_listed() else None)
+    workdir.mkdir(parents=True, exist_ok=True)
     (workdir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     command = [
-        sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"),
+        sys.executable, "-m", "snakemake", "--snakefile", str(checkout.root / "Snakefile"),
         "--directory", str(workdir), "--cores", str(args.cores),
     ]  # fmt: skip
     if gpu_jobs is not None:
         command += ["--resources", f"gpu={gpu_jobs}"]
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2")}
+    if checkout.imports_from_root:
+        inherited = [env["PYTHONPATH"]] if env.get("PYTHONPATH") else []
+        env["PYTHONPATH"] = os.pathsep.join([str(checkout.root), *inherited])
     print(
-        f"workflow: models {', '.join(sorted(config['models']))}; {' '.join(command[1:])}",
+        f"\n== {checkout.label}: models {', '.join(sorted(config['models']))}; "
+        f"{' '.join(command[1:])}",
         flush=True,
     )
     log_path = workdir / "bench-snakemake.log"
-    seconds, peak_tree, returncode = run_monitored(command, log_path)
+    seconds, peak_tree, largest, returncode = run_monitored(command, log_path, env)
     log_text = log_path.read_text()
     if returncode != 0:
         raise SystemExit(f"snakemake failed ({returncode}):\n{log_text[-4000:]}")
-    largest = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024  # kB on Linux
-    report_workflow(job_times(workdir), seconds, log_text, peak_tree, largest)
+    jobs = job_times(workdir)
+    report_workflow(jobs, seconds, log_text, peak_tree, largest)
+    job_seconds: dict[str, float] = Counter()
+    for job in jobs:
+        job_seconds[job.rule] += job.end - job.start
+    median_passes = report_passes(workdir, list(config["models"]))
+    return RunMeasures(seconds, peak_tree, largest, dict(job_seconds), median_passes)
 
 
 def scale_benchmark(args: argparse.Namespace) -> None:
     """The workflow on ``--scale`` generated views labelled by the first selected model."""
     import scale_dataset  # beside this file; imported here so --reference needs no PIL work
 
-    config = selected_config(args)
     workdir = run_directory(args)
     try:
         root = workdir / "tiny-imagenet-200"
+        config = selected_config(REPO, args)
         first = next(iter(config["models"]))
         started = time.perf_counter()
-        # In this process, not a child: a child's peak would enter RUSAGE_CHILDREN's ru_maxrss,
-        # which must measure the workflow's jobs alone.
+        # Labelling runs the model in this process, before the timed runs, so that it enters
+        # neither run's time nor its polled memory.
         top1 = scale_dataset.model_top1(
             config["models"][first], batch_size=config["predict"]["batch_size"]
         )
@@ -264,27 +345,34 @@ def scale_benchmark(args: argparse.Namespace) -> None:
             f"{summary.own_label} labelled with {first}'s top-1 ({summary.top1_classes} "
             f"classes), {summary.other_label} with another wnid; {summary.wnids} wnids; modes "
             + ", ".join(f"{mode} {count}" for mode, count in summary.modes.items()),
-            flush=True,  # the run that follows takes minutes
+            flush=True,  # the runs that follow take minutes
         )
-        image_size = config["dataset"].get("image_size", scale_dataset.SIZE)
-        config["dataset"] = {"source": "folder", "path": str(root), "image_size": image_size}
-        run_workflow(config, workdir, args)
-        report_passes(workdir, list(config["models"]))
+        measured = {}
+        for checkout in checkouts(args, workdir):
+            config = selected_config(checkout.root, args)
+            image_size = config["dataset"].get("image_size", scale_dataset.SIZE)
+            config["dataset"] = {"source": "folder", "path": str(root), "image_size": image_size}
+            measured[checkout.label] = run_workflow(
+                config, run_folder(workdir, checkout, args), args, checkout
+            )
+        report_comparison(measured)
     finally:
         release(workdir, args)
 
 
-def report_passes(workdir: Path, models: list[str]) -> None:
-    """Forward passes per image per search, by model and kind, from ``epsilons.parquet``."""
+def report_passes(workdir: Path, models: list[str]) -> dict[str, float]:
+    """Print forward passes per image per search by model and kind; return the medians."""
     import pandas as pd
 
-    rows = []
+    rows, medians = [], {}
     for model in models:
         accuracy = json.loads((workdir / "results" / model / "accuracy.json").read_text())
         table = pd.read_parquet(workdir / "results" / model / "epsilons.parquet")
         for kind, searches in [*table.groupby("search", sort=False), ("all kinds", table)]:
             passes = searches["forward_passes"].dropna().to_numpy()
             flipped = int((searches["status"] == "flipped").sum())
+            if len(passes):
+                medians[f"{model} {kind}"] = float(np.median(passes))
             rows.append(
                 [
                     f"{model} {kind}",
@@ -298,6 +386,38 @@ def report_passes(workdir: Path, models: list[str]) -> None:
             )
     print("forward passes per image per search (clean pass included; epsilons.parquet):")
     print_table(["model search", "correct", "searches", "flipped", "median", "range", "mean"], rows)
+    return medians
+
+
+def report_comparison(measured: dict[str, RunMeasures]) -> None:
+    """With ``--baseline``: each measure of both runs and the ratio current / baseline."""
+    if len(measured) < 2:
+        return
+    (before_label, before), (after_label, after) = measured.items()
+
+    def row(name: str, old: float | None, new: float | None, unit: str = "") -> list[str]:
+        shown = [f"{v:.2f}{unit}" if v is not None else "-" for v in (old, new)]
+        ratio = f"{new / old:.2f}" if old and new is not None else "-"
+        return [name, *shown, ratio]
+
+    gib = 2**30
+    rows = [
+        row("wall s", before.seconds, after.seconds),
+        row("peak memory, process tree GiB", before.peak_tree / gib, after.peak_tree / gib),
+        row("peak memory, largest process GiB", before.largest / gib, after.largest / gib),
+    ]
+    rules = list(dict.fromkeys([*before.job_seconds, *after.job_seconds]))
+    rows += [row(f"job-s {r}", before.job_seconds.get(r), after.job_seconds.get(r)) for r in rules]
+    rows.append(
+        row("job-s all jobs", sum(before.job_seconds.values()), sum(after.job_seconds.values()))
+    )
+    searches = list(dict.fromkeys([*before.median_passes, *after.median_passes]))
+    rows += [
+        row(f"median passes {s}", before.median_passes.get(s), after.median_passes.get(s))
+        for s in searches
+    ]
+    print(f"\n== side by side (same machine, same data, {before_label} ran first):")
+    print_table(["measure", before_label, after_label, "current / baseline"], rows)
 
 
 def gpu_listed() -> bool:
@@ -307,39 +427,41 @@ def gpu_listed() -> bool:
     return listing.returncode == 0 and "GPU" in listing.stdout
 
 
-def run_monitored(command: list[str], log_path: Path) -> tuple[float, int, int]:
-    """(wall seconds, peak summed RSS of the process tree in bytes, return code)."""
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2")}
+def run_monitored(
+    command: list[str], log_path: Path, env: dict[str, str]
+) -> tuple[float, int, int, int]:
+    """(wall s, peak summed RSS of the process tree, largest single RSS (bytes), return code)."""
     with open(log_path, "w") as log:
         start = time.perf_counter()
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
-        peak = [0]
-        poller = threading.Thread(target=poll_tree_rss, args=(process, peak), daemon=True)
+        peaks = [0, 0]
+        poller = threading.Thread(target=poll_tree_rss, args=(process, peaks), daemon=True)
         poller.start()
         returncode = process.wait()
         seconds = time.perf_counter() - start
         poller.join()
-    return seconds, peak[0], returncode
+    return seconds, peaks[0], peaks[1], returncode
 
 
-def poll_tree_rss(process: subprocess.Popen, peak: list[int]) -> None:
-    """Keep ``peak[0]`` at the largest sum of RSS over ``process`` and its descendants."""
+def poll_tree_rss(process: subprocess.Popen, peaks: list[int]) -> None:
+    """Keep ``peaks`` at the largest RSS sum over ``process``'s tree and largest single RSS."""
     try:
         root = psutil.Process(process.pid)
     except psutil.NoSuchProcess:
         return
     while process.poll() is None:
-        total = 0
+        sizes = []
         try:
             members = [root, *root.children(recursive=True)]
         except psutil.NoSuchProcess:
             break
         for member in members:
             try:
-                total += member.memory_info().rss
+                sizes.append(member.memory_info().rss)
             except psutil.NoSuchProcess:
                 pass  # finished between the listing and the reading
-        peak[0] = max(peak[0], total)
+        peaks[0] = max(peaks[0], sum(sizes))
+        peaks[1] = max(peaks[1], *sizes, 0)
         time.sleep(POLL_SECONDS)
 
 
@@ -389,7 +511,7 @@ def report_workflow(
         f"finished jobs per rule {'agree' if agree else 'DISAGREE'} with the records "
         f"(rules without outputs: {', '.join(outputless) or 'none'})\n"
         f"peak memory: process tree {peak_tree / 2**30:.2f} GiB (sum of RSS, polled every "
-        f"{POLL_SECONDS} s); largest single process {largest / 2**30:.2f} GiB (ru_maxrss)"
+        f"{POLL_SECONDS} s); largest single process {largest / 2**30:.2f} GiB"
     )
 
 
