@@ -55,8 +55,9 @@ def adversarial_examples(
     weights: Mapping[str, np.ndarray | None],
     epsilons: Mapping[str, np.ndarray],
     eps_max: float,
+    adversarial_labels: Mapping[str, np.ndarray] | None = None,
 ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """Each search's adversarial image at its minimal epsilon, and the label the model gives it.
+    """Each search's adversarial image at its minimal epsilon, and the label it is given.
 
     Args:
         model: the Keras classifier (logits out).
@@ -64,20 +65,32 @@ def adversarial_examples(
         weights: per search kind, the search's pixel weights [N, H, W] (None: uniform).
         epsilons: per search kind, float64 [N] minimal epsilons (inf: censored, drawn at
             ``eps_max``; nan: no epsilon, the clean image is shown).
+        adversarial_labels: per search kind, the labels the search recorded (int64 [N]); when
+            given, the model is not run on the adversarial images (near the flip a recomputed
+            label can disagree with the search's). Without them the model labels each image.
 
     Returns:
-        kind -> (adversarial images float32 [N, H, W, 3], predicted labels int64 [N]).
+        kind -> (adversarial images float32 [N, H, W, 3], labels int64 [N]).
     """
     from robustmap import search
 
+    # The gradient does not depend on the weights: one clean pass for every kind, traced for
+    # exactly these N images (a handful) rather than padded to a search batch.
+    sign = search.fgsm_direction(model, images, labels, batch_size=len(images))
     examples = {}
     for kind, kind_weights in weights.items():
-        direction = search.fgsm_direction(model, images, labels, weights=kind_weights)
+        direction = sign
+        if kind_weights is not None:
+            per_pixel = np.asarray(kind_weights, dtype=np.float32).reshape(*images.shape[:3], -1)
+            direction = sign * per_pixel
         eps = np.asarray(epsilons[kind], dtype=np.float64)
         eps = np.where(np.isnan(eps), 0.0, np.minimum(eps, eps_max))
         adversarial = search.perturb(images, direction, eps)
-        logits = np.asarray(model(adversarial, training=False))
-        examples[kind] = (adversarial, logits.argmax(axis=1).astype(np.int64))
+        if adversarial_labels is not None:
+            predicted = np.asarray(adversarial_labels[kind], dtype=np.int64)
+        else:
+            predicted = np.asarray(model(adversarial, training=False)).argmax(axis=1)
+        examples[kind] = (adversarial, predicted.astype(np.int64))
     return examples
 
 
@@ -129,14 +142,21 @@ def model_panel(
     weights = measure.search_weights_by_kind(
         names, cam, object_mask=object_mask, threshold=threshold, box_object=box_object
     )
-    adversarial = adversarial_examples(
-        model, images, labels, weights=weights, epsilons=by_kind, eps_max=eps_max
-    )
+    recorded = None
     if all("adversarial_label" in rows for rows in table.values()):
-        adversarial = {
-            kind: (pictures, table[kind]["adversarial_label"].fillna(-1).to_numpy(np.int64))
-            for kind, (pictures, _) in adversarial.items()
+        recorded = {
+            kind: rows["adversarial_label"].fillna(-1).to_numpy(np.int64)
+            for kind, rows in table.items()
         }
+    adversarial = adversarial_examples(
+        model,
+        images,
+        labels,
+        weights=weights,
+        epsilons=by_kind,
+        eps_max=eps_max,
+        adversarial_labels=recorded,
+    )
     titles = [
         f"{role}\n{classes.class_name(int(label))}"
         for role, label in zip(chosen["role"], labels, strict=True)

@@ -4,7 +4,7 @@ Needs a responding cluster, such as the single-node one that ``ci/slurm/setup.sh
 root (stop it with ``ci/slurm/stop.sh``). Without one the test is skipped; with
 ``ROBUSTMAP_SLURM=1`` a missing cluster is an error instead, so CI cannot skip it silently.
 
-The real workflow (embedded photos, EfficientNet-Lite0, shards of 8) goes through
+The real workflow (embedded photos, EfficientNet-Lite0, shards of 16) goes through
 ``snakemake --profile profiles/slurm-test``: every job is a real ``sbatch`` submission and
 Snakemake follows it with ``squeue`` (no accounting database). The test then asks slurmctld
 (``scontrol``, which keeps finished jobs for MinJobAge = 600 s) for each job's final state, and
@@ -24,11 +24,11 @@ import pytest
 from conftest import REPO, result_hashes, small_config, write_config
 
 # The workflow under test, the jobs SLURM must see for it rule by rule (local rules such as `all`
-# are not submitted; the embedded data give 21 correct images, so 3 shards of 8, and one search job
+# are not submitted; the embedded data give 21 correct images, so 2 shards of 16, and one search job
 # per shard runs every kind), and which of its outputs must equal the local run's.
 WORKFLOW = REPO / "Snakefile"
 MODEL = "lite0"
-SHARDS = 3
+SHARDS = 2
 SUBMITTED_JOBS_PER_RULE = {
     "dataset": 1,
     "labels": 1,
