@@ -227,8 +227,10 @@ def minimal_epsilons(
     e.g. ``{"uniform": None, "object": w, "background": 1 - w}``; the result maps each name to
     its :class:`SearchResult`. The gradient g does not depend on the weights, so each image gets
     ONE clean pass (logits and gradient) that all its searches share, and the probes of all
-    searches fill the same model calls. Each result is bit-identical to :func:`minimal_epsilon`
-    with that search's weights alone (an image's probes depend only on its own logits).
+    searches fill the same model calls. Each result equals :func:`minimal_epsilon` with that
+    search's weights alone (an image's probes depend only on its own logits): bit for bit when
+    the model's rows are independent, up to float32 round-off of differently composed calls on a
+    real network (docs/architecture.md).
     ``forward_passes`` counts the shared clean pass in every search, as each would cost alone;
     the model evaluates N clean passes plus ``sum(forward_passes - 1)`` probes over all searches.
     Memory: the images plus one direction per image and search. ``progress(done, total)``
