@@ -160,7 +160,7 @@ def parse_args() -> argparse.Namespace:
         parser.error("choose --workflow, --reference, --scale N or several")
     if args.scale is not None and args.scale < 1:
         parser.error("--scale: N must be at least 1")
-    if args.baseline and args.reference and not (args.workflow or args.scale):
+    if args.baseline and not (args.workflow or args.scale):
         parser.error("--baseline: for --workflow or --scale")
     if args.workflow and args.scale and args.workdir:
         parser.error("--workdir: one run directory, so not both --workflow and --scale")
@@ -224,15 +224,25 @@ class RunMeasures:
 def workflow_benchmark(args: argparse.Namespace) -> None:
     workdir = run_directory(args)
     try:
-        measured = {}
-        for checkout in checkouts(args, workdir):
-            config = selected_config(checkout.root, args)
-            measured[checkout.label] = run_workflow(
-                config, run_folder(workdir, checkout, args), args, checkout
-            )
-        report_comparison(measured)
+        run_checkouts(args, workdir)
     finally:
         release(workdir, args)
+
+
+def run_checkouts(args: argparse.Namespace, workdir: Path, dataset: dict | None = None) -> None:
+    """Run each checkout (``--baseline`` first) on its own config, ``dataset`` replacing the
+    config's when given, then print the side-by-side table."""
+    measured = {}
+    for checkout in checkouts(args, workdir):
+        config = selected_config(checkout.root, args)
+        if dataset is not None:
+            config["dataset"] = {
+                "image_size": config["dataset"].get("image_size", IMAGE_SIZE),
+                **dataset,
+            }
+        rundir = workdir / checkout.label.replace(" ", "-") if args.baseline else workdir
+        measured[checkout.label] = run_workflow(config, rundir, args, checkout)
+    report_comparison(measured)
 
 
 def checkouts(args: argparse.Namespace, workdir: Path) -> list[Checkout]:
@@ -251,11 +261,6 @@ def checkouts(args: argparse.Namespace, workdir: Path) -> list[Checkout]:
     with tarfile.open(fileobj=io.BytesIO(archive.stdout)) as tar:
         tar.extractall(root, filter="data")
     return [Checkout(f"baseline {args.baseline}", root, imports_from_root=True), current]
-
-
-def run_folder(workdir: Path, checkout: Checkout, args: argparse.Namespace) -> Path:
-    """The run directory itself, or one sub-folder per checkout when two run."""
-    return workdir / checkout.label.replace(" ", "-") if args.baseline else workdir
 
 
 def selected_config(root: Path, args: argparse.Namespace) -> dict:
@@ -347,15 +352,7 @@ def scale_benchmark(args: argparse.Namespace) -> None:
             + ", ".join(f"{mode} {count}" for mode, count in summary.modes.items()),
             flush=True,  # the runs that follow take minutes
         )
-        measured = {}
-        for checkout in checkouts(args, workdir):
-            config = selected_config(checkout.root, args)
-            image_size = config["dataset"].get("image_size", scale_dataset.SIZE)
-            config["dataset"] = {"source": "folder", "path": str(root), "image_size": image_size}
-            measured[checkout.label] = run_workflow(
-                config, run_folder(workdir, checkout, args), args, checkout
-            )
-        report_comparison(measured)
+        run_checkouts(args, workdir, dataset={"source": "folder", "path": str(root)})
     finally:
         release(workdir, args)
 
@@ -395,8 +392,8 @@ def report_comparison(measured: dict[str, RunMeasures]) -> None:
         return
     (before_label, before), (after_label, after) = measured.items()
 
-    def row(name: str, old: float | None, new: float | None, unit: str = "") -> list[str]:
-        shown = [f"{v:.2f}{unit}" if v is not None else "-" for v in (old, new)]
+    def row(name: str, old: float | None, new: float | None) -> list[str]:
+        shown = [f"{v:.2f}" if v is not None else "-" for v in (old, new)]
         ratio = f"{new / old:.2f}" if old and new is not None else "-"
         return [name, *shown, ratio]
 

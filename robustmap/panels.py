@@ -79,15 +79,12 @@ def adversarial_examples(
     sign = search.fgsm_direction(model, images, labels, batch_size=len(images))
     examples = {}
     for kind, kind_weights in weights.items():
-        direction = sign
-        if kind_weights is not None:
-            per_pixel = np.asarray(kind_weights, dtype=np.float32).reshape(*images.shape[:3], -1)
-            direction = sign * per_pixel
+        direction = search.weighted_direction(sign, kind_weights)
         eps = np.asarray(epsilons[kind], dtype=np.float64)
         eps = np.where(np.isnan(eps), 0.0, np.minimum(eps, eps_max))
         adversarial = search.perturb(images, direction, eps)
         if adversarial_labels is not None:
-            predicted = np.asarray(adversarial_labels[kind], dtype=np.int64)
+            predicted = np.asarray(adversarial_labels[kind])
         else:
             predicted = np.asarray(model(adversarial, training=False)).argmax(axis=1)
         examples[kind] = (adversarial, predicted.astype(np.int64))

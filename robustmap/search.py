@@ -174,6 +174,13 @@ def fgsm_direction(
     return directions
 
 
+def weighted_direction(direction: np.ndarray, weights: np.ndarray | None) -> np.ndarray:
+    """An unweighted FGSM direction of N images times ``weights`` (as in :func:`minimal_epsilon`;
+    None: 1). Equal to :func:`fgsm_direction` with those weights, without another gradient."""
+    w = _weights_slice(weights, 0, len(direction))
+    return direction if w is None else direction * w
+
+
 def minimal_epsilon(
     model: keras.Model,
     images: np.ndarray,
