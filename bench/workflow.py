@@ -219,6 +219,7 @@ class RunMeasures:
     largest: int
     job_seconds: dict[str, float]
     median_passes: dict[str, float]
+    failed: bool = False  # snakemake stopped on an error: the measures cover the jobs before it
 
 
 def workflow_benchmark(args: argparse.Namespace) -> None:
@@ -243,6 +244,9 @@ def run_checkouts(args: argparse.Namespace, workdir: Path, dataset: dict | None 
         rundir = workdir / checkout.label.replace(" ", "-") if args.baseline else workdir
         measured[checkout.label] = run_workflow(config, rundir, args, checkout)
     report_comparison(measured)
+    failed = [label for label, run in measured.items() if run.failed]
+    if failed:
+        raise SystemExit(f"failed: {', '.join(failed)} (see each run's bench-snakemake.log)")
 
 
 def checkouts(args: argparse.Namespace, workdir: Path) -> list[Checkout]:
@@ -318,14 +322,18 @@ def run_workflow(
     seconds, peak_tree, largest, returncode = run_monitored(command, log_path, env)
     log_text = log_path.read_text()
     if returncode != 0:
-        raise SystemExit(f"snakemake failed ({returncode}):\n{log_text[-4000:]}")
+        # Report what ran before the error: a baseline revision may stop on data it predates
+        # (before issue 13, a box-less annotation line was malformed and aggregate failed on it).
+        print(f"snakemake failed ({returncode}); measures below end there:\n{log_text[-3000:]}")
     jobs = job_times(workdir)
     report_workflow(jobs, seconds, log_text, peak_tree, largest)
     job_seconds: dict[str, float] = Counter()
     for job in jobs:
         job_seconds[job.rule] += job.end - job.start
     median_passes = report_passes(workdir, list(config["models"]))
-    return RunMeasures(seconds, peak_tree, largest, dict(job_seconds), median_passes)
+    return RunMeasures(
+        seconds, peak_tree, largest, dict(job_seconds), median_passes, failed=returncode != 0
+    )
 
 
 def scale_benchmark(args: argparse.Namespace) -> None:
@@ -363,6 +371,8 @@ def report_passes(workdir: Path, models: list[str]) -> dict[str, float]:
 
     rows, medians = [], {}
     for model in models:
+        if not (workdir / "results" / model / "epsilons.parquet").exists():
+            continue  # the run failed before this model's searches were merged
         accuracy = json.loads((workdir / "results" / model / "accuracy.json").read_text())
         table = pd.read_parquet(workdir / "results" / model / "epsilons.parquet")
         for kind, searches in [*table.groupby("search", sort=False), ("all kinds", table)]:
@@ -413,8 +423,9 @@ def report_comparison(measured: dict[str, RunMeasures]) -> None:
         row(f"median passes {s}", before.median_passes.get(s), after.median_passes.get(s))
         for s in searches
     ]
+    labels = [f"{label} (FAILED)" if run.failed else label for label, run in measured.items()]
     print(f"\n== side by side (same machine, same data, {before_label} ran first):")
-    print_table(["measure", before_label, after_label, "current / baseline"], rows)
+    print_table(["measure", *labels, "current / baseline"], rows)
 
 
 def gpu_listed() -> bool:

@@ -8,7 +8,11 @@ no epsilon. Saving fixes the SVG hash salt and drops dates, so the same tables g
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import hashlib
+import multiprocessing
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from functools import partial
 from pathlib import Path
 
 import matplotlib
@@ -86,7 +90,11 @@ def _models(table: pd.DataFrame) -> list[str]:
     return sorted(table["model"].unique())
 
 
-def figure_set(
+FigureBuilder = Callable[[], Figure]
+"""A figure not yet drawn: a picklable partial of one of this module's ``*_figure`` functions."""
+
+
+def figure_builders(
     per_image_table: pd.DataFrame,
     per_class_table: pd.DataFrame,
     per_model_table: pd.DataFrame,
@@ -97,34 +105,80 @@ def figure_set(
     searches: Sequence[str],
     eps_max: float,
     min_class_images: int = MIN_CLASS_IMAGES,
-) -> dict[str, Figure]:
-    """Every summary figure of the report, keyed by file stem (see :func:`figure_names`)."""
-    figures: dict[str, Figure] = {}
+) -> dict[str, FigureBuilder]:
+    """Every summary figure of the report, keyed by file stem (see :func:`figure_names`), as
+    builders: :func:`write_figures` draws them, side by side in worker processes if asked."""
+    builders: dict[str, FigureBuilder] = {}
     for search in searches:
-        figures[f"class_epsilon_{search}"] = class_epsilon_figure(per_class_table, search=search)
-        figures[f"class_bulk_{search}"] = class_epsilon_figure(
-            per_class_table, search=search, central=BULK_SHARE
+        builders[f"class_epsilon_{search}"] = partial(
+            class_epsilon_figure, per_class_table, search=search
         )
-        figures[f"class_extremes_{search}"] = class_extremes_figure(
-            per_class_table, search=search, eps_max=eps_max, min_class_images=min_class_images
+        builders[f"class_bulk_{search}"] = partial(
+            class_epsilon_figure, per_class_table, search=search, central=BULK_SHARE
         )
-    figures["epsilon_ecdf"] = epsilon_ecdf_figure(per_image_table, eps_max=eps_max)
-    figures["paired_searches"] = paired_searches_figure(per_image_table)
+        builders[f"class_extremes_{search}"] = partial(
+            class_extremes_figure,
+            per_class_table,
+            search=search,
+            eps_max=eps_max,
+            min_class_images=min_class_images,
+        )
+    builders["epsilon_ecdf"] = partial(epsilon_ecdf_figure, per_image_table, eps_max=eps_max)
+    builders["paired_searches"] = partial(paired_searches_figure, per_image_table)
     for heatmap in HEATMAP_KINDS:
-        figures[f"compactness_{heatmap}"] = compactness_figure(
-            per_image_table, statistics_table, heatmap=heatmap, eps_max=eps_max
+        builders[f"compactness_{heatmap}"] = partial(
+            compactness_figure, per_image_table, statistics_table, heatmap=heatmap, eps_max=eps_max
         )
-    figures["accuracy"] = accuracy_figure(per_model_table)
-    figures["robustness"] = robustness_figure(robustness_table)
-    figures["localisation"] = localisation_figure(localisation_table)
-    figures["localisation_epsilon"] = localisation_epsilon_figure(
-        per_image_table, statistics_table, eps_max=eps_max
+    builders["accuracy"] = partial(accuracy_figure, per_model_table)
+    builders["robustness"] = partial(robustness_figure, robustness_table)
+    builders["localisation"] = partial(localisation_figure, localisation_table)
+    builders["localisation_epsilon"] = partial(
+        localisation_epsilon_figure, per_image_table, statistics_table, eps_max=eps_max
     )
-    return figures
+    return builders
+
+
+def write_figures(
+    builders: Mapping[str, FigureBuilder],
+    paths: Mapping[str, Sequence[str | Path]],
+    *,
+    workers: int = 1,
+) -> dict[str, dict[str, dict[str, str]]]:
+    """Draw each figure of ``builders`` and save it to each of its ``paths`` (one per format);
+    return ``{name: {format: {"path", "sha256"}}}`` in the builders' order.
+
+    The figures are independent, so ``workers`` > 1 draws them in that many processes (the
+    figures job was the longest on a default run's critical path); a figure's bytes do not
+    depend on the process that drew it.
+    """
+    jobs = [(builders[name], tuple(paths[name])) for name in builders]
+    if workers <= 1 or len(jobs) <= 1:
+        written = [_draw_and_save(build, targets) for build, targets in jobs]
+    else:
+        # fork: workers start from this process (tables loaded, matplotlib imported) and only
+        # draw. spawn and forkserver would re-run the caller's __main__ in every worker, and a
+        # Snakemake script is module-level code without a __main__ guard.
+        context = multiprocessing.get_context("fork")
+        with ProcessPoolExecutor(min(workers, len(jobs)), mp_context=context) as pool:
+            written = list(pool.map(_draw_and_save, *zip(*jobs, strict=True)))
+    return dict(zip(builders, written, strict=True))
+
+
+def _draw_and_save(
+    build: FigureBuilder, targets: Sequence[str | Path]
+) -> dict[str, dict[str, str]]:
+    """Draw one figure and save it to every target; path and SHA-256 per format."""
+    figure = build()
+    saved = {}
+    for target in targets:
+        path = save_figure(figure, target)
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        saved[path.suffix.lstrip(".")] = {"path": str(path), "sha256": digest}
+    return saved
 
 
 def figure_names(searches: Sequence[str]) -> list[str]:
-    """File stems :func:`figure_set` produces for these search kinds, in its order."""
+    """File stems :func:`figure_builders` produces for these search kinds, in its order."""
     per_search = [
         f"{prefix}_{search}"
         for search in searches

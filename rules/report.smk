@@ -143,6 +143,8 @@ rule figures:
         "logs/figures.log",
     conda:
         "../envs/robustmap.yaml"
+    # The figures are drawn side by side in this many processes (capped by --cores).
+    threads: 4
     params:
         searches=SEARCH_KINDS,
         eps_max=config["search"]["eps_max"],

@@ -1,13 +1,12 @@
 """Rule figures: every summary figure as PNG (in the report) and SVG, and their list."""
 
-import hashlib
-from pathlib import Path
+import os
 
 from robustmap import figures, runtime, tables
 
 sm = snakemake  # noqa: F821 - injected by Snakemake
 log = runtime.setup(sm.log[0], tensorflow=False)
-drawn = figures.figure_set(
+builders = figures.figure_builders(
     tables.read_parquet(sm.input.per_image),
     tables.read_parquet(sm.input.per_class),
     tables.read_parquet(sm.input.per_model),
@@ -18,14 +17,9 @@ drawn = figures.figure_set(
     eps_max=sm.params.eps_max,
     min_class_images=sm.params.min_class_images,
 )
-listing = {}
-for name, figure in drawn.items():
-    listing[name] = {}
-    for fmt in figures.FORMATS:
-        path = figures.save_figure(figure, sm.output[f"{name}_{fmt}"])
-        listing[name][fmt] = {
-            "path": str(path),
-            "sha256": hashlib.sha256(Path(path).read_bytes()).hexdigest(),
-        }
-    log.info("figure %s written", name)
+paths = {name: [sm.output[f"{name}_{fmt}"] for fmt in figures.FORMATS] for name in builders}
+# Not more processes than CPUs this job may use (a SLURM allocation can be smaller than threads).
+workers = min(sm.threads, len(os.sched_getaffinity(0)))
+listing = figures.write_figures(builders, paths, workers=workers)
 tables.write_json(sm.output.done, {"figures": listing})
+log.info("%d figures written in %d processes", len(listing), workers)

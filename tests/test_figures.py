@@ -1,6 +1,7 @@
 """Figures: every file written, non-empty, byte-identical across runs; panels show real flips."""
 
 import hashlib
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -28,18 +29,24 @@ def study_tables():
     )
 
 
-def write_all(tables, folder):
-    drawn = figures.figure_set(*tables, searches=SEARCHES, eps_max=1.0)
-    return [
-        figures.save_figure(figure, folder / f"{name}.{fmt}")
-        for name, figure in drawn.items()
-        for fmt in figures.FORMATS
-    ]
+def write_all(tables, folder, *, workers):
+    builders = figures.figure_builders(*tables, searches=SEARCHES, eps_max=1.0)
+    paths = {name: [folder / f"{name}.{fmt}" for fmt in figures.FORMATS] for name in builders}
+    listing = figures.write_figures(builders, paths, workers=workers)
+    assert list(listing) == list(builders)
+    for name, saved in listing.items():
+        for fmt, entry in saved.items():
+            assert (
+                entry["sha256"]
+                == hashlib.sha256((folder / f"{name}.{fmt}").read_bytes()).hexdigest()
+            )
+    return [Path(entry["path"]) for saved in listing.values() for entry in saved.values()]
 
 
 def test_every_figure_is_written_and_stable(study_tables, tmp_path):
-    first = write_all(study_tables, tmp_path / "a")
-    second = write_all(study_tables, tmp_path / "b")
+    """Drawn in this process, then again by two worker processes: the same bytes."""
+    first = write_all(study_tables, tmp_path / "a", workers=1)
+    second = write_all(study_tables, tmp_path / "b", workers=2)
     names = figures.figure_names(SEARCHES)
     assert sorted(p.name for p in first) == sorted(
         f"{n}.{f}" for n in names for f in ("png", "svg")
@@ -59,7 +66,7 @@ def test_figures_survive_a_model_without_any_epsilon(study_tables, tmp_path):
     blank = per_image.copy()
     blank.loc[blank["model"] == "m2", [f"epsilon_{k}" for k in SEARCHES]] = np.nan
     blank.loc[blank["model"] == "m2", [f"search_status_{k}" for k in SEARCHES]] = None
-    drawn = figures.figure_set(
+    builders = figures.figure_builders(
         blank,
         aggregate.per_class(blank),
         per_model,
@@ -69,8 +76,8 @@ def test_figures_survive_a_model_without_any_epsilon(study_tables, tmp_path):
         searches=SEARCHES,
         eps_max=1.0,
     )
-    for name, figure in drawn.items():
-        assert figures.save_figure(figure, tmp_path / f"{name}.png").stat().st_size > 0
+    for name, build in builders.items():
+        assert figures.save_figure(build(), tmp_path / f"{name}.png").stat().st_size > 0
 
 
 def test_class_extremes_rank_only_classes_with_enough_images(study_tables):

@@ -1,0 +1,71 @@
+"""Time the figures job: every summary figure of a finished run, drawn by 1 and by N processes.
+
+    python bench/figures.py RESULTS [--workers 1 2] [--repeats 2]
+
+RESULTS is a run's ``results/`` folder (its ``tables/*.parquet`` are read; nothing in it is
+written). Each worker count draws and saves every figure, as PNG and SVG, into a temporary folder;
+the counts alternate over ``--repeats`` rounds and the best time of each is printed with its ratio
+to the first count. It also checks that every count wrote the same bytes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+from robustmap import figures, kinds, tables
+
+REPO = Path(__file__).resolve().parent.parent
+TABLES = ("per_image", "per_class", "per_model", "statistics", "robustness", "localisation")
+
+
+def main() -> None:
+    args = parse_args()
+    config = yaml.safe_load((REPO / "config.yaml").read_text())
+    frames = [tables.read_parquet(args.results / "tables" / f"{name}.parquet") for name in TABLES]
+    searches = [kind for kind in kinds.SEARCH_KINDS if f"epsilon_{kind}" in frames[0].columns]
+    builders = figures.figure_builders(
+        *frames, searches=searches, eps_max=config["search"]["eps_max"]
+    )
+    print(
+        f"{len(builders)} figures ({', '.join(searches)}), each as {' and '.join(figures.FORMATS)}"
+    )
+    best: dict[int, float] = {}
+    digests: dict[int, dict] = {}
+    with tempfile.TemporaryDirectory() as scratch:
+        for round_ in range(args.repeats):
+            for workers in args.workers:
+                folder = Path(scratch) / f"{workers}-{round_}"
+                paths = {
+                    name: [folder / f"{name}.{fmt}" for fmt in figures.FORMATS] for name in builders
+                }
+                start = time.perf_counter()
+                listing = figures.write_figures(builders, paths, workers=workers)
+                seconds = time.perf_counter() - start
+                best[workers] = min(seconds, best.get(workers, seconds))
+                digests[workers] = {
+                    name: {fmt: entry["sha256"] for fmt, entry in saved.items()}
+                    for name, saved in listing.items()
+                }
+    first = args.workers[0]
+    print(f"{'workers':>8}  {'best s':>7}  {'ratio':>6}")
+    for workers in args.workers:
+        print(f"{workers:>8}  {best[workers]:>7.1f}  {best[workers] / best[first]:>6.2f}")
+    same = all(digests[w] == digests[first] for w in args.workers)
+    print(f"same bytes for every worker count: {same}")
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("results", type=Path, help="a finished run's results/ folder")
+    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--repeats", type=int, default=2)
+    return parser.parse_args()
+
+
+if __name__ == "__main__":
+    main()
