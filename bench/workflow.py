@@ -127,8 +127,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--gpu-jobs",
         type=int,
-        help="workflow: GPU jobs at a time (--resources gpu=N); default 1 when nvidia-smi "
-        "lists a GPU (as profiles/default), else no limit",
+        help="workflow, scale: GPU-rule jobs at a time (--resources gpu=N); default: the "
+        "workflow profile's cap, 1 (profiles/default), with or without a GPU, as a user gets it",
     )
     parser.add_argument(
         "--keep", action="store_true", help="workflow, scale: keep the run directory"
@@ -300,15 +300,14 @@ def run_workflow(
     config: dict, workdir: Path, args: argparse.Namespace, checkout: Checkout
 ) -> RunMeasures:
     """Run ``checkout``'s Snakefile on ``config`` in ``workdir``; print and return its costs."""
-    gpu_jobs = args.gpu_jobs if args.gpu_jobs is not None else (1 if gpu_listed() else None)
     workdir.mkdir(parents=True, exist_ok=True)
     (workdir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     command = [
         sys.executable, "-m", "snakemake", "--snakefile", str(checkout.root / "Snakefile"),
         "--directory", str(workdir), "--cores", str(args.cores),
     ]  # fmt: skip
-    if gpu_jobs is not None:
-        command += ["--resources", f"gpu={gpu_jobs}"]
+    if args.gpu_jobs is not None:
+        command += ["--resources", f"gpu={args.gpu_jobs}"]
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2")}
     if checkout.imports_from_root:
         inherited = [env["PYTHONPATH"]] if env.get("PYTHONPATH") else []
@@ -426,13 +425,6 @@ def report_comparison(measured: dict[str, RunMeasures]) -> None:
     labels = [f"{label} (FAILED)" if run.failed else label for label, run in measured.items()]
     print(f"\n== side by side (same machine, same data, {before_label} ran first):")
     print_table(["measure", *labels, "current / baseline"], rows)
-
-
-def gpu_listed() -> bool:
-    if shutil.which("nvidia-smi") is None:
-        return False
-    listing = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, check=False)
-    return listing.returncode == 0 and "GPU" in listing.stdout
 
 
 def run_monitored(
