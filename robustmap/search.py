@@ -281,7 +281,8 @@ def minimal_epsilons(
 _COMPILED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 JIT_COMPILE = False
 """XLA for the compiled calls (read when a model's calls are first traced). Off: on the 2-core
-CPU it was measured on, compiling took minutes per call shape (bench/README.md)."""
+CPU it was measured on, XLA's code ran the search 8.3x slower and its epsilons depended on the
+batch size (bench/README.md)."""
 MIN_ROWS = 4
 """Model calls never have fewer rows: oneDNN runs single-row convolutions through another kernel
 whose float32 round-off differs, which would make epsilons depend on the batch size."""
