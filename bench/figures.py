@@ -3,9 +3,10 @@
     python bench/figures.py RESULTS [--workers 1 2] [--repeats 2]
 
 RESULTS is a run's ``results/`` folder (its ``tables/*.parquet`` are read; nothing in it is
-written). Each worker count draws and saves every figure, as PNG and SVG, into a temporary folder;
-the counts alternate over ``--repeats`` rounds and the best time of each is printed with its ratio
-to the first count. It also checks that every count wrote the same bytes.
+written); ``eps_max`` comes from this checkout's ``config.yaml``, the kinds from the tables.
+Each worker count draws and saves every figure, as PNG and SVG, into a temporary folder; the
+counts alternate over ``--repeats`` rounds and the best time of each is printed with its ratio to
+the first count. It also checks that every count wrote the same bytes.
 """
 
 from __future__ import annotations

@@ -151,16 +151,17 @@ def write_figures(
     figures job was the longest on a default run's critical path); a figure's bytes do not
     depend on the process that drew it.
     """
-    jobs = [(builders[name], tuple(paths[name])) for name in builders]
-    if workers <= 1 or len(jobs) <= 1:
-        written = [_draw_and_save(build, targets) for build, targets in jobs]
+    builds = list(builders.values())
+    targets = [tuple(paths[name]) for name in builders]
+    if workers <= 1 or len(builds) <= 1:
+        written = list(map(_draw_and_save, builds, targets))
     else:
         # fork: workers start from this process (tables loaded, matplotlib imported) and only
         # draw. spawn and forkserver would re-run the caller's __main__ in every worker, and a
         # Snakemake script is module-level code without a __main__ guard.
         context = multiprocessing.get_context("fork")
-        with ProcessPoolExecutor(min(workers, len(jobs)), mp_context=context) as pool:
-            written = list(pool.map(_draw_and_save, *zip(*jobs, strict=True)))
+        with ProcessPoolExecutor(min(workers, len(builds)), mp_context=context) as pool:
+            written = list(pool.map(_draw_and_save, builds, targets))
     return dict(zip(builders, written, strict=True))
 
 
