@@ -53,7 +53,12 @@ import pandas as pd
 import scipy.stats
 
 from robustmap.aggregate import AGREEMENT_COLUMNS
-from robustmap.bootstrap import bootstrap_ci, seeded_generator
+from robustmap.bootstrap import (
+    bootstrap_ci,
+    centred_rank_products,
+    rank_bootstrap_ci,
+    seeded_generator,
+)
 from robustmap.kinds import HEATMAP_KINDS, SEARCH_KINDS, SEARCH_PAIRS
 
 COLUMNS = (
@@ -316,8 +321,12 @@ def partial_spearman(x: np.ndarray, y: np.ndarray, z: np.ndarray) -> float:
     Ranks are averages over ties; ``inf`` ranks above every finite value (a censored epsilon).
     Each of rank(x) and rank(y) is regressed on rank(z) with an intercept.
     """
-    samples = np.column_stack([x, y, z]).astype(np.float64)[np.newaxis]
-    return float(_partial_rank_correlation(samples, axis=1)[0])
+    return float(partial_rank_correlation(_sample_products(np.column_stack([x, y, z])))[0])
+
+
+def _sample_products(data: np.ndarray) -> np.ndarray:
+    """:func:`robustmap.bootstrap.centred_rank_products` of the sample itself: [1, k, k]."""
+    return centred_rank_products(data, np.ones((1, len(data))))
 
 
 def _partial(
@@ -338,11 +347,11 @@ def _partial(
     if len(data) < 4 or np.any(np.ptp(scipy.stats.rankdata(data, axis=0), axis=0) == 0):
         row["note"] += "; fewer than 4 images or a constant variable, no correlation"
         return row
-    rho = float(_partial_rank_correlation(data[np.newaxis], axis=1)[0])
+    rho = float(partial_rank_correlation(_sample_products(data))[0])
     freedom = len(data) - 3
     t = rho * np.sqrt(freedom / max(1.0 - rho**2, np.finfo(float).tiny))
-    low, high = bootstrap_ci(
-        data, _partial_rank_correlation, bootstrap=bootstrap, rng=seeded_generator(seed, key)
+    low, high = rank_bootstrap_ci(
+        data, partial_rank_correlation, bootstrap=bootstrap, rng=seeded_generator(seed, key)
     )
     row.update(
         statistic=rho,
@@ -354,23 +363,19 @@ def _partial(
     return row
 
 
-def _partial_rank_correlation(samples: np.ndarray, axis: int) -> np.ndarray:
-    """Partial Spearman of columns 0 and 1 given column 2: samples [B, n, 3] -> [B]."""
-    ranks = scipy.stats.rankdata(samples, axis=axis)
-    centred = ranks - ranks.mean(axis=axis, keepdims=True)
-    control = centred[..., 2]
-    control_norm = (control**2).sum(axis=axis, keepdims=True)
+def partial_rank_correlation(products: np.ndarray) -> np.ndarray:
+    """Partial Spearman of variables 0 and 1 given 2, from centred rank products [B, 3, 3]:
+    each rank residual on the control is r_i - beta_i r_2 with beta_i = S_i2 / S_22, so its sums
+    follow from S alone. [B]; nan where a residual vanishes or the control is constant."""
+    control = products[:, 2, 2]
     with np.errstate(invalid="ignore", divide="ignore"):
-        residuals = [
-            centred[..., column]
-            - (centred[..., column] * control).sum(axis=axis, keepdims=True)
-            / control_norm
-            * control
-            for column in (0, 1)
-        ]
-        cov = (residuals[0] * residuals[1]).sum(axis=axis)
-        norm = np.sqrt((residuals[0] ** 2).sum(axis=axis) * (residuals[1] ** 2).sum(axis=axis))
-        return cov / norm
+        beta_x = products[:, 0, 2] / control
+        beta_y = products[:, 1, 2] / control
+        cov = products[:, 0, 1] - beta_x * products[:, 1, 2]
+        var_x = products[:, 0, 0] - beta_x * products[:, 0, 2]
+        var_y = products[:, 1, 1] - beta_y * products[:, 1, 2]
+        defined = (var_x > 0) & (var_y > 0)
+        return np.where(defined, cov / np.sqrt(np.where(defined, var_x * var_y, 1.0)), np.nan)
 
 
 def compactness_columns(per_image_table: pd.DataFrame) -> list[str]:
@@ -465,8 +470,8 @@ def _spearman(score: np.ndarray, epsilon: np.ndarray, *, key: tuple, bootstrap: 
         return row
     ranks = np.column_stack([scipy.stats.rankdata(score), scipy.stats.rankdata(epsilon)])
     result = scipy.stats.spearmanr(ranks[:, 0], ranks[:, 1])
-    low, high = bootstrap_ci(
-        ranks, _rank_correlation, bootstrap=bootstrap, rng=seeded_generator(seed, key)
+    low, high = rank_bootstrap_ci(
+        ranks, rank_correlation, bootstrap=bootstrap, rng=seeded_generator(seed, key)
     )
     row.update(
         statistic=float(result.statistic),
@@ -478,14 +483,10 @@ def _spearman(score: np.ndarray, epsilon: np.ndarray, *, key: tuple, bootstrap: 
     return row
 
 
-def _rank_correlation(samples: np.ndarray, axis: int) -> np.ndarray:
-    """Spearman rho of each resample: samples [B, n, 2] -> [B] (nan for a constant resample)."""
-    ranks = scipy.stats.rankdata(samples, axis=axis)
-    centred = ranks - ranks.mean(axis=axis, keepdims=True)
-    cov = (centred[..., 0] * centred[..., 1]).sum(axis=axis)
-    norm = np.sqrt((centred[..., 0] ** 2).sum(axis=axis) * (centred[..., 1] ** 2).sum(axis=axis))
+def rank_correlation(products: np.ndarray) -> np.ndarray:
+    """Spearman rho from centred rank products [B, 2, 2] -> [B] (nan: a constant resample)."""
     with np.errstate(invalid="ignore", divide="ignore"):
-        return cov / norm
+        return products[:, 0, 1] / np.sqrt(products[:, 0, 0] * products[:, 1, 1])
 
 
 def holm(p_values: np.ndarray) -> np.ndarray:
