@@ -683,11 +683,17 @@ def _localisation_row(
         "energy_ci_low": low[1],
         "energy_ci_high": high[1],
         "chance": float(images.loc[both, "loc_box_fraction"].mean()) if both.any() else np.nan,
-        "rank_accuracy": float(np.nanmean(images[f"loc_{heatmap}_rank_accuracy"]))
-        if len(images)
-        else np.nan,
-        "auc": float(np.nanmean(images[f"loc_{heatmap}_auc"])) if len(images) else np.nan,
+        "rank_accuracy": _defined_mean(images[f"loc_{heatmap}_rank_accuracy"]),
+        "auc": _defined_mean(images[f"loc_{heatmap}_auc"]),
     }
+
+
+def _defined_mean(values: pd.Series) -> float:
+    """Mean of the defined values; nan, without numpy's empty-slice warning, if there is none
+    (e.g. the AUC of a class whose boxes all cover the whole image)."""
+    defined = values.to_numpy(dtype=np.float64)
+    defined = defined[~np.isnan(defined)]
+    return float(defined.mean()) if defined.size else np.nan
 
 
 def extreme_images(epsilons: pd.DataFrame, *, count: int, search: str = "uniform") -> pd.DataFrame:

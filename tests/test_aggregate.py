@@ -1,6 +1,7 @@
 """Tables of robustmap.aggregate on small constructed frames with known answers."""
 
 import math
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -378,3 +379,19 @@ def test_localisation_joins_per_image_and_summarises_against_chance():
         )
     per_class = summary[summary["class_name"] != "all"]
     assert per_class.groupby("heatmap")["n"].sum().tolist() == overall["n"].tolist()
+
+
+def test_a_class_without_a_defined_auc_gets_nan_quietly():
+    labels, predictions, epsilons, compactness, _ = synthetic_study(models=("m1",))
+    table = aggregate.per_image(
+        labels, predictions, epsilons, compactness, synthetic_localisation(compactness)
+    )
+    first_class = table["imagenet_index"] == table["imagenet_index"].iloc[0]
+    table.loc[first_class, "loc_gradcam_auc"] = np.nan  # e.g. boxes covering the whole image
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        summary = aggregate.localisation_summary(table, bootstrap=50)
+    rows = summary[(summary["heatmap"] == "gradcam") & (summary["class_name"] != "all")]
+    assert np.isnan(rows["auc"].iloc[0]) and np.isfinite(rows["auc"].iloc[1:]).all()
+    overall = summary[(summary["heatmap"] == "gradcam") & (summary["class_name"] == "all")]
+    assert overall["auc"].iloc[0] == pytest.approx(table["loc_gradcam_auc"].mean())
