@@ -76,3 +76,21 @@ def test_rank_bootstrap_ci_equals_bootstrap_ci_on_the_same_draws():
     )
     assert got == expected
     assert -1 < got[0] < got[1] < 1
+
+
+def test_mean_ci_from_counts_equals_the_materialised_resamples():
+    rng = np.random.default_rng(2)
+    hits = (rng.random((300, 4)) < [0.1, 0.5, 0.9, 1.0]).astype(float)  # 0/1: sums are exact
+    energy = rng.random((300, 1))
+
+    def materialised(data):
+        means = bootstrap.resampled(
+            data, lambda s, axis: s.mean(axis=axis), bootstrap=900, rng=np.random.default_rng(4)
+        )
+        return np.quantile(means, bootstrap.TAILS, axis=0)
+
+    low, high = bootstrap.mean_ci(hits, bootstrap=900, rng=np.random.default_rng(4))
+    assert np.array_equal([low, high], materialised(hits))
+    assert low[3] == high[3] == 1.0 and low[0] < 0.1 < high[0]
+    low, high = bootstrap.mean_ci(energy, bootstrap=900, rng=np.random.default_rng(4))
+    np.testing.assert_allclose([low, high], materialised(energy), rtol=0, atol=1e-15)
