@@ -344,10 +344,11 @@ def _partial(
     censored = int(np.isinf(data[:, 1]).sum())
     note = f"censored epsilons ({censored}) ranked above every flipped one; control: clean margin"
     row = _row(key, n=int(usable.sum()), note=note)
-    if len(data) < 4 or np.any(np.ptp(scipy.stats.rankdata(data, axis=0), axis=0) == 0):
+    sums = _sample_products(data)  # a variable is constant where its diagonal sum is zero
+    if len(data) < 4 or np.any(np.diagonal(sums[0]) == 0):
         row["note"] += "; fewer than 4 images or a constant variable, no correlation"
         return row
-    rho = float(partial_rank_correlation(_sample_products(data))[0])
+    rho = float(partial_rank_correlation(sums)[0])
     freedom = len(data) - 3
     t = rho * np.sqrt(freedom / max(1.0 - rho**2, np.finfo(float).tiny))
     low, high = rank_bootstrap_ci(
