@@ -31,6 +31,8 @@ import urllib.request
 import zipfile
 from pathlib import Path, PurePosixPath
 
+from robustmap.tables import FOLDER_MODE
+
 _CHUNK_BYTES = 1 << 20
 _TIMEOUT_S = 60.0
 _SHA256_PATTERN = re.compile(r"[0-9a-f]{64}")
@@ -299,6 +301,7 @@ def safe_extract_zip(archive: str | os.PathLike, target: str | os.PathLike) -> l
             )
         target.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+        os.chmod(staging, FOLDER_MODE)
         try:
             files = [_write_member(bundle, member, staging) for member in members]
             if target.exists():

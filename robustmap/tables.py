@@ -25,6 +25,21 @@ import pyarrow.parquet as pq
 _FIXED_ZIP_TIME = (1980, 1, 1, 0, 0, 0)
 
 
+def _umask() -> int:
+    umask = os.umask(0o022)  # reading the umask means setting it; restored at once
+    os.umask(umask)
+    return umask
+
+
+# mkstemp and mkdtemp create owner-only files and folders, and a rename keeps that: what is
+# staged there must get, before it is renamed into place, the permissions open() and mkdir()
+# would give it, or results and datasets in a shared folder are unreadable to the user's group.
+FILE_MODE = 0o666 & ~_umask()
+"""Permissions of a new file under this process's umask."""
+FOLDER_MODE = 0o777 & ~_umask()
+"""Permissions of a new folder under this process's umask."""
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temp path beside ``path``; rename it onto ``path`` only if the block succeeds."""
@@ -37,6 +52,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         yield tmp
         with open(tmp, "rb") as stream:
             os.fsync(stream.fileno())
+        os.chmod(tmp, FILE_MODE)
         os.replace(tmp, final)
     finally:
         tmp.unlink(missing_ok=True)

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import io
 import shutil
+import stat
+import subprocess
+import sys
+import zipfile
 
 import numpy as np
 import pandas as pd
@@ -346,3 +350,27 @@ def test_load_images_order_shapes_and_sizes(fixture_root, table):
 def test_not_a_dataset_folder_is_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="not a Tiny-ImageNet folder"):
         label_table(tmp_path)
+
+
+@pytest.mark.parametrize(("umask", "mode"), [(0o022, 0o644), (0o027, 0o640), (0o002, 0o664)])
+def test_written_files_get_the_permissions_the_umask_allows(tmp_path, umask, mode):
+    """Atomic writes stage in mkstemp files and mkdtemp folders (owner-only): every output must
+    still get what open() and mkdir() would give it, or a shared results folder (or an extracted
+    dataset) is unreadable to the user's group."""
+    target = tmp_path / "t.json"
+    archive = tmp_path / "a.zip"
+    with zipfile.ZipFile(archive, "w") as bundle:
+        bundle.writestr("inner/x.txt", "x")
+    program = (
+        f"import os; os.umask({umask}); from robustmap import fetch, tables; "
+        f"tables.write_json({str(target)!r}, {{}}); "
+        f"tables.write_bytes({str(target)!r} + 'b', b''); "
+        f"fetch.safe_extract_zip({str(archive)!r}, {str(tmp_path / 'out')!r})"
+    )
+    subprocess.run([sys.executable, "-c", program], check=True, cwd=tmp_path)
+    assert stat.S_IMODE(target.stat().st_mode) == mode
+    assert stat.S_IMODE((tmp_path / "t.jsonb").stat().st_mode) == mode
+    folder_mode = mode | ((mode & 0o444) >> 2)  # x wherever r
+    for folder in (tmp_path / "out", tmp_path / "out" / "inner"):
+        assert stat.S_IMODE(folder.stat().st_mode) == folder_mode
+    assert stat.S_IMODE((tmp_path / "out" / "inner" / "x.txt").stat().st_mode) == mode
