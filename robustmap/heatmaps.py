@@ -11,11 +11,18 @@ Models are flat Functional Keras models mapping NHWC float32 images in [0, 1] to
 
 from __future__ import annotations
 
-import keras
+from typing import TYPE_CHECKING
+
 import numpy as np
-import tensorflow as tf
 
 from robustmap.compactness import threshold_value
+
+if TYPE_CHECKING:
+    import keras
+    import tensorflow as tf
+
+# TensorFlow and Keras are imported by the functions that run a model: the search weights
+# (:func:`object_weights`) are numpy, and jobs that only build them start without TensorFlow.
 
 
 def gradcam(
@@ -43,6 +50,9 @@ def gradcam(
     Returns:
         float32 ``[N, H, W]``, nonnegative.
     """
+    import keras
+    import tensorflow as tf
+
     images, labels = _checked_inputs(images, labels, batch_size)
     probe = keras.Model(model.inputs, [model.get_layer(layer).output, model.output])
     image_size = images.shape[1:3]
@@ -97,6 +107,8 @@ def saliency(
     Returns:
         float32 ``[N, H, W]``, nonnegative.
     """
+    import tensorflow as tf
+
     images, labels = _checked_inputs(images, labels, batch_size)
     if smoothgrad_samples < 0 or noise_sigma < 0:
         raise ValueError("smoothgrad_samples and noise_sigma must be nonnegative")
@@ -199,6 +211,8 @@ def _checked_inputs(
 
 def _signatures(images: np.ndarray) -> tuple[tf.TensorSpec, tf.TensorSpec]:
     """One trace for every batch size (the last batch is usually smaller)."""
+    import tensorflow as tf
+
     return (
         tf.TensorSpec((None, *images.shape[1:]), tf.float32),
         tf.TensorSpec((None,), tf.int32),
@@ -207,6 +221,8 @@ def _signatures(images: np.ndarray) -> tuple[tf.TensorSpec, tf.TensorSpec]:
 
 def _batched(function, images: np.ndarray, labels: np.ndarray, batch_size: int) -> np.ndarray:
     """Apply ``function(images, labels) -> [b, H, W]`` batch by batch; float32 ``[N, H, W]``."""
+    import tensorflow as tf
+
     maps = np.empty(images.shape[:3], dtype=np.float32)
     for start in range(0, len(images), batch_size):
         stop = start + batch_size

@@ -3,9 +3,9 @@
 This module joins the pure measuring functions (``heatmaps``, ``search``) to the workflow's
 tables: it names rows by ``image_id`` and turns results into Parquet-ready frames.
 
-``heatmaps`` and ``search`` (and with them TensorFlow and Keras) are imported inside the
-functions that run a model, so that the compactness job, which only scores stored heatmaps,
-starts without them.
+TensorFlow and Keras are imported only inside the functions of ``heatmaps`` and ``search``
+that run a model, so that the jobs that only score stored heatmaps or draw searched images start
+without them.
 """
 
 from __future__ import annotations
@@ -18,13 +18,11 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from robustmap import classes, compactness, kinds
+from robustmap import classes, compactness, heatmaps, kinds, search
 from robustmap.localisation import NO_BOX
 
 if TYPE_CHECKING:
     import keras
-
-    from robustmap import search
 
 LOG = logging.getLogger(__name__)
 SEARCH_COLUMNS = [
@@ -50,8 +48,6 @@ def heatmap_arrays(
     batch_size: int,
 ) -> dict[str, np.ndarray]:
     """Raw Grad-CAM and gradient-saliency magnitudes, float32 [N, H, W] each."""
-    from robustmap import heatmaps
-
     cam = heatmaps.gradcam(model, images, labels, layer=layer, batch_size=batch_size)
     saliency = heatmaps.saliency(
         model,
@@ -98,8 +94,6 @@ def search_weights_by_kind(
             pass).
     """
     sources = {kinds.source_of(name) for name in names}
-    from robustmap import heatmaps  # TensorFlow: imported only by the jobs that build weights
-
     object_w = None
     if "gradcam" in sources:
         if cam is None:
@@ -130,6 +124,7 @@ def search_tables(
     tol: float,
     batch_size: int,
     box_valid: np.ndarray | None = None,
+    sign_out: np.ndarray | None = None,
 ) -> dict[str, pd.DataFrame]:
     """Minimal epsilon of every image of a shard for each search kind, logged per batch.
 
@@ -137,9 +132,8 @@ def search_tables(
     image's clean pass and fill the same model calls (``search.minimal_epsilons``). Images
     whose ``box_valid`` is False get status ``no_box`` in the box kinds: a recorded row
     with an undefined (nan) epsilon, never a missing row, and never a censored one.
+    ``sign_out`` receives every image's gradient sign (:func:`robustmap.search.minimal_epsilons`).
     """
-    from robustmap import search
-
     started = time.perf_counter()
     kinds = ", ".join(weights)
     LOG.info("%s search: 0/%d (image, kind) pairs", kinds, len(weights) * len(images))
@@ -159,6 +153,7 @@ def search_tables(
         tol=tol,
         batch_size=batch_size,
         progress=report,
+        sign_out=sign_out,
     )
     return {
         kind: _search_frame(kind, image_ids, result, box_valid) for kind, result in results.items()

@@ -1,9 +1,10 @@
 """Heatmap panels: the images behind the numbers, with their heatmaps, boxes and adversarials.
 
-Unlike :mod:`robustmap.figures` (which only draws tables), a panel runs the model: the
-adversarial image of each search is rebuilt from the image's gradient at the search table's
-minimal epsilon. The label shown under it is the search table's ``adversarial_label``, never a
-re-derived one: near the flip a recomputation can disagree with what the search recorded.
+Nothing here runs the model. The adversarial image of each search is rebuilt from what the search
+job recorded: the image's gradient sign (the search's own, so the image drawn is the one the
+search probed, bit for bit) at the search table's minimal epsilon. The label shown under it is
+the search table's ``adversarial_label``, never a re-derived one: near the flip a recomputation
+can disagree with what the search recorded.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
+from robustmap import search
 from robustmap.figures import new_figure
 from robustmap.kinds import HEATMAP_KINDS, search_order
 
@@ -32,72 +34,75 @@ def select_heatmaps(
     Raises:
         KeyError: an image id is in no shard.
     """
+    found = select_rows(shard_arrays, image_ids, HEATMAP_KINDS)
+    return {kind: found[kind].astype(np.float32) for kind in HEATMAP_KINDS}
+
+
+def select_rows(
+    shard_arrays: Sequence[Mapping[str, np.ndarray]],
+    image_ids: Sequence[str],
+    keys: Sequence[str],
+) -> dict[str, np.ndarray]:
+    """The rows of ``image_ids`` (in that order) of arrays ``keys`` from per-shard arrays that
+    carry an ``image_id`` column (heatmap shards, gradient-sign shards).
+
+    Raises:
+        KeyError: an image id is in no shard.
+    """
     found: dict[str, dict[str, np.ndarray]] = {}
     wanted = set(image_ids)
     for arrays in shard_arrays:
         for position, image_id in enumerate(arrays["image_id"].astype(str)):
             if image_id in wanted:
-                found[image_id] = {kind: arrays[kind][position] for kind in HEATMAP_KINDS}
+                found[image_id] = {key: arrays[key][position] for key in keys}
     missing = [image_id for image_id in image_ids if image_id not in found]
     if missing:
-        raise KeyError(f"no heatmaps for images {missing}")
-    return {
-        kind: np.stack([found[i][kind] for i in image_ids]).astype(np.float32)
-        for kind in HEATMAP_KINDS
-    }
+        raise KeyError(f"no {', '.join(keys)} for images {missing}")
+    return {key: np.stack([found[i][key] for i in image_ids]) for key in keys}
 
 
 def adversarial_examples(
-    model,
     images: np.ndarray,
-    labels: np.ndarray,
+    signs: np.ndarray,
     *,
     weights: Mapping[str, np.ndarray | None],
     epsilons: Mapping[str, np.ndarray],
     eps_max: float,
-    adversarial_labels: Mapping[str, np.ndarray] | None = None,
+    adversarial_labels: Mapping[str, np.ndarray],
 ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """Each search's adversarial image at its minimal epsilon, and the label it is given.
+    """Each search's adversarial image at its minimal epsilon, with the label it recorded.
 
     Args:
-        model: the Keras classifier (logits out).
-        images: float32 [N, H, W, 3] in [0, 1]; labels: int64 [N] true ImageNet indices.
+        images: float32 [N, H, W, 3] in [0, 1].
+        signs: the sign of each image's clean cross-entropy gradient, as the search job recorded
+            it (int8 [N, H, W, 3]; :func:`robustmap.search.minimal_epsilons`' ``sign_out``).
         weights: per search kind, the search's pixel weights [N, H, W] (None: uniform).
         epsilons: per search kind, float64 [N] minimal epsilons (inf: censored, drawn at
             ``eps_max``; nan: no epsilon, the clean image is shown).
-        adversarial_labels: per search kind, the labels the search recorded (int64 [N]); when
-            given, the model is not run on the adversarial images (near the flip a recomputed
-            label can disagree with the search's). Without them the model labels each image.
+        adversarial_labels: per search kind, the labels the search recorded (int64 [N]).
 
     Returns:
-        kind -> (adversarial images float32 [N, H, W, 3], labels int64 [N]).
+        kind -> (adversarial images float32 [N, H, W, 3], labels int64 [N]), each image equal
+        to the search's own probe at that epsilon (:func:`robustmap.search.perturb`).
     """
-    from robustmap import search
-
-    # The gradient does not depend on the weights: one clean pass for every kind, traced for
-    # exactly these N images (a handful) rather than padded to a search batch.
-    sign = search.fgsm_direction(model, images, labels, batch_size=len(images))
+    sign = np.asarray(signs).astype(np.float32)
     examples = {}
     for kind, kind_weights in weights.items():
         direction = search.weighted_direction(sign, kind_weights)
         eps = np.asarray(epsilons[kind], dtype=np.float64)
         eps = np.where(np.isnan(eps), 0.0, np.minimum(eps, eps_max))
         adversarial = search.perturb(images, direction, eps)
-        if adversarial_labels is not None:
-            predicted = np.asarray(adversarial_labels[kind])
-        else:
-            predicted = np.asarray(model(adversarial, training=False)).argmax(axis=1)
-        examples[kind] = (adversarial, predicted.astype(np.int64))
+        examples[kind] = (adversarial, np.asarray(adversarial_labels[kind], dtype=np.int64))
     return examples
 
 
 def model_panel(
-    model,
     *,
     name: str,
     chosen: pd.DataFrame,
     images: np.ndarray,
     labels: np.ndarray,
+    signs: np.ndarray,
     heatmaps: Mapping[str, np.ndarray],
     epsilons: pd.DataFrame,
     object_mask: str,
@@ -113,9 +118,10 @@ def model_panel(
         chosen: image_id, role of the images to show (from
             :func:`robustmap.aggregate.extreme_images`), in row order.
         images, labels: those images (float32 [N, H, W, 3]) and true labels (int64 [N]).
+        signs: their gradient signs from the search job (int8 [N, H, W, 3], :func:`select_rows`).
         heatmaps: gradcam and saliency [N, H, W] of those images (:func:`select_heatmaps`).
-        epsilons: the model's merged epsilon table; its ``adversarial_label`` (when present)
-            captions each adversarial image.
+        epsilons: the model's merged epsilon table; its ``adversarial_label`` captions each
+            adversarial image.
         object_mask, threshold: the searches' object-weight settings, so the mask and the
             adversarial images are the ones the searches used.
         boxes, box_valid: the images' human boxes in their frame (int [N, 4]) and which are
@@ -139,16 +145,13 @@ def model_panel(
     weights = measure.search_weights_by_kind(
         names, cam, object_mask=object_mask, threshold=threshold, box_object=box_object
     )
-    recorded = None
-    if all("adversarial_label" in rows for rows in table.values()):
-        recorded = {
-            kind: rows["adversarial_label"].fillna(-1).to_numpy(np.int64)
-            for kind, rows in table.items()
-        }
+    recorded = {
+        kind: rows["adversarial_label"].fillna(-1).to_numpy(np.int64)
+        for kind, rows in table.items()
+    }
     adversarial = adversarial_examples(
-        model,
         images,
-        labels,
+        signs,
         weights=weights,
         epsilons=by_kind,
         eps_max=eps_max,

@@ -81,11 +81,17 @@ from __future__ import annotations
 import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import keras
 import numpy as np
 import pandas as pd
-import tensorflow as tf
+
+if TYPE_CHECKING:
+    import keras
+
+# TensorFlow is imported by the functions that run a model, not here: rebuilding a probe from a
+# recorded sign (:func:`perturb`, :func:`weighted_direction`) is numpy, and the jobs that only
+# draw searched images (panels) then start without TensorFlow.
 
 GRID_POINTS = 12
 EPS_MIN = 1e-4
@@ -227,6 +233,7 @@ def minimal_epsilons(
     batch_size: int = 64,
     grid: np.ndarray | None = None,
     progress: Callable[[int, int], None] | None = None,
+    sign_out: np.ndarray | None = None,
 ) -> dict[str, SearchResult]:
     """Several searches of the same images that differ only in their weights, run together.
 
@@ -241,7 +248,10 @@ def minimal_epsilons(
     ``forward_passes`` counts the shared clean pass in every search, as each would cost alone;
     the model evaluates N clean passes plus ``sum(forward_passes - 1)`` probes over all searches.
     Memory: the images plus one direction per image and search. ``progress(done, total)``
-    counts (image, search) pairs.
+    counts (image, search) pairs. ``sign_out``, an int8 array shaped like ``images``, receives
+    sign(g) of every image: with a search's weights w, ``weighted_direction(sign_out, w)`` is
+    exactly the direction that search perturbed along (no second gradient, which could differ
+    in round-off where g is near zero).
     """
     images, labels = _checked_inputs(images, labels)
     if not weights:
@@ -249,6 +259,8 @@ def minimal_epsilons(
     if not (tol > 0.0 and eps_max > 0.0):
         raise ValueError("tol and eps_max must be positive")
     grid = default_grid(eps_max=eps_max, tol=tol) if grid is None else _checked_grid(grid, eps_max)
+    if sign_out is not None and sign_out.shape != images.shape:
+        raise ValueError(f"sign_out must have the images' shape {images.shape}")
     compiled = _compiled(model, images.shape[1:], batch_size)
     state = _SearchState(images, labels, list(weights.values()), grid, tol)
     reporter = _Reporter(progress, state.size, batch_size)
@@ -257,7 +269,10 @@ def minimal_epsilons(
         # Every unfinished row has one probe pending; admit images until they fill a model call.
         while len(state.pending()) < compiled.rows and admitted < len(images):
             batch = np.arange(admitted, min(admitted + batch_size, len(images)))
-            state.admit(batch, *compiled.logits_and_gradient(images[batch], labels[batch]))
+            logits, gradient = compiled.logits_and_gradient(images[batch], labels[batch])
+            if sign_out is not None:
+                sign_out[batch] = np.sign(gradient)
+            state.admit(batch, logits, gradient)
             admitted = batch[-1] + 1
         probe_row = state.pending()
         if len(probe_row) == 0:
@@ -306,6 +321,8 @@ class _Compiled:
     """
 
     def __init__(self, model_ref: weakref.ref, image_shape: tuple[int, ...], rows: int) -> None:
+        import tensorflow as tf
+
         self.rows = rows
         self.image_shape = tuple(image_shape)
         self.buckets = [rows]
@@ -354,6 +371,8 @@ class _Compiled:
 
     def _forward_for(self, rows: int) -> Callable:
         if rows not in self._forward:
+            import tensorflow as tf
+
             spec = tf.TensorSpec([rows, *self.image_shape], tf.float32)
             model_ref = self._model_ref
 

@@ -159,6 +159,7 @@ rule panels:
         labels=rules.labels.output.table,
         epsilons="results/{model}/epsilons.parquet",
         heatmaps=shard_outputs("results/{model}/heatmaps/{shard}.npz"),
+        signs=shard_outputs("results/{model}/search/signs/{shard}.npz"),
     output:
         panel=report(
             "results/{model}/panels.png",
@@ -172,7 +173,6 @@ rule panels:
     conda:
         "../envs/robustmap.yaml"
     params:
-        model=model_options,
         panel_images=config["report"]["panel_images"],
         object_mask=config["heatmaps"]["object_mask"],
         threshold=config["heatmaps"]["threshold"],

@@ -5,6 +5,7 @@ rule search:
         tables=expand(
             "results/{{model}}/search/{kind}/{{shard}}.parquet", kind=SEARCH_KINDS
         ),
+        signs="results/{model}/search/signs/{shard}.npz",
     log:
         "logs/{model}/search/{shard}.log",
     conda:

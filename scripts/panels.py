@@ -1,10 +1,10 @@
 """Rule panels: image, heatmaps, boxes, object mask and adversarial images of one model's
 extremes."""
 
-from robustmap import aggregate, figures, models, panels, runtime, shards, tables
+from robustmap import aggregate, figures, panels, runtime, shards, tables
 
 sm = snakemake  # noqa: F821 - injected by Snakemake
-runtime.setup(sm.log[0])
+runtime.setup(sm.log[0], tensorflow=False)
 epsilons = tables.read_parquet(sm.input.epsilons)
 chosen = aggregate.extreme_images(epsilons, count=sm.params.panel_images)
 ids = chosen["image_id"].tolist()
@@ -15,12 +15,13 @@ else:
         sm.input.labels, sm.input.manifest, ids, image_size=sm.params.image_size
     )
     boxes, box_valid = shards.load_boxes(sm.input.labels, ids, shape=images.shape[1:3])
+    signs = [tables.read_npz(path) for path in sm.input.signs]
     figure = panels.model_panel(
-        models.from_options(sm.params.model, lock=runtime.CHECKSUMS_LOCK),
         name=sm.wildcards.model,
         chosen=chosen,
         images=images,
         labels=labels,
+        signs=panels.select_rows(signs, ids, ["fgsm_sign"])["fgsm_sign"],
         heatmaps=panels.select_heatmaps([tables.read_npz(path) for path in sm.input.heatmaps], ids),
         epsilons=epsilons,
         object_mask=sm.params.object_mask,

@@ -1,5 +1,7 @@
 """Rule search: minimal FGSM epsilon of every image of one shard, for every search kind."""
 
+import numpy as np
+
 from robustmap import kinds, localisation, measure, models, runtime, shards, tables
 
 sm = snakemake  # noqa: F821 - injected by Snakemake
@@ -26,6 +28,7 @@ weights = measure.search_weights_by_kind(
     threshold=options.get("threshold"),
     box_object=box_object,
 )
+signs = np.zeros(images.shape, np.int8)
 frames = measure.search_tables(
     model,
     image_ids,
@@ -36,6 +39,9 @@ frames = measure.search_tables(
     tol=options["tol"],
     batch_size=options["batch_size"],
     box_valid=box_valid,
+    sign_out=signs,
 )
 for kind, path in zip(sm.params.kinds, sm.output.tables, strict=True):
     tables.write_parquet(path, frames[kind])
+# The panels redraw the searched adversarial images from these, without the model.
+tables.write_npz(sm.output.signs, image_id=image_ids, fgsm_sign=signs)

@@ -116,20 +116,36 @@ def tiny_classifier():
     return model, images, labels
 
 
-def test_adversarial_examples_flip_at_the_minimal_epsilon(tiny_classifier):
+def test_adversarial_examples_are_the_searchs_own_probes(tiny_classifier):
+    """Rebuilt from the search's recorded signs, each adversarial image is the probe the search
+    ended on, bit for bit, captioned with the label the search recorded (a model call composed
+    differently can disagree with it this close to the flip)."""
     model, images, labels = tiny_classifier
-    found = search.minimal_epsilon(model, images, labels, eps_max=1.0, tol=1e-5)
-    assert (found.status == "flipped").all()
-    epsilon = found.epsilon.copy()
-    epsilon[3] = np.nan  # no epsilon: the clean image is shown
-    examples = panels.adversarial_examples(
-        model, images, labels, weights={"uniform": None}, epsilons={"uniform": epsilon}, eps_max=1.0
+    signs = np.zeros(images.shape, np.int8)
+    weights = {"uniform": None, "object": np.linspace(0.2, 1.0, 4 * 64).reshape(4, 8, 8)}
+    found = search.minimal_epsilons(
+        model, images, labels, weights=weights, eps_max=1.0, tol=1e-5, sign_out=signs
     )
-    adversarial, predicted = examples["uniform"]
-    assert (predicted[:3] != labels[:3]).all()
-    np.testing.assert_array_equal(predicted[:3], found.adversarial_label[:3])
-    np.testing.assert_array_equal(adversarial[3], images[3])
-    assert np.abs(adversarial[0] - images[0]).max() == pytest.approx(found.epsilon[0], rel=1e-5)
+    assert set(np.unique(signs)) <= {-1, 0, 1} and np.abs(signs).sum() > 0
+    epsilons = {kind: result.epsilon.copy() for kind, result in found.items()}
+    epsilons["uniform"][3] = np.nan  # no epsilon: the clean image is shown
+    recorded = {kind: result.adversarial_label for kind, result in found.items()}
+    examples = panels.adversarial_examples(
+        images, signs, weights=weights, epsilons=epsilons, eps_max=1.0, adversarial_labels=recorded
+    )
+    for kind, result in found.items():
+        assert (result.status == "flipped").all()
+        adversarial, shown = examples[kind]
+        np.testing.assert_array_equal(shown, result.adversarial_label)
+        direction = search.fgsm_direction(model, images, labels, weights=weights[kind])
+        np.testing.assert_array_equal(
+            adversarial[:3], search.perturb(images, direction, result.epsilon)[:3]
+        )
+        assert (shown != labels).all()
+    np.testing.assert_array_equal(examples["uniform"][0][3], images[3])
+    assert np.abs(examples["uniform"][0][0] - images[0]).max() == pytest.approx(
+        found["uniform"].epsilon[0], rel=1e-5
+    )
 
 
 def test_model_panel_draws_every_row_and_column(tiny_classifier, tmp_path):
@@ -138,7 +154,11 @@ def test_model_panel_draws_every_row_and_column(tiny_classifier, tmp_path):
     rows = []
     for kind in SEARCHES:
         epsilon = [0.01, 0.02, np.inf, 0.3] if kind == "uniform" else [0.02, 0.04, 0.5, np.inf]
-        rows.append(pd.DataFrame({"image_id": ids, "search": kind, "epsilon": epsilon}))
+        rows.append(
+            pd.DataFrame(
+                {"image_id": ids, "search": kind, "epsilon": epsilon, "adversarial_label": 7}
+            )
+        )
     epsilons = pd.concat(rows, ignore_index=True)
     chosen = aggregate.extreme_images(epsilons, count=2)
     order = [ids.index(i) for i in chosen["image_id"]]
@@ -150,12 +170,13 @@ def test_model_panel_draws_every_row_and_column(tiny_classifier, tmp_path):
     }
     heatmaps = panels.select_heatmaps([shard], chosen["image_id"].tolist())
     np.testing.assert_array_equal(heatmaps["gradcam"], shard["gradcam"][order])
+    signs = search.fgsm_direction(model, images, labels).astype(np.int8)
     figure = panels.model_panel(
-        model,
         name="tiny",
         chosen=chosen,
         images=images[order],
         labels=labels[order],
+        signs=signs[order],
         heatmaps=heatmaps,
         epsilons=epsilons,
         object_mask="soft",

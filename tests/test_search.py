@@ -536,3 +536,31 @@ def test_the_bracket_step_without_a_model():
         assert np.all(margin(brackets.lo) >= 0) and np.all(margin(brackets.hi) < 0)
     assert np.all((brackets.lo < root) & (root <= brackets.hi))
     assert np.all(brackets.rounds <= 4)
+
+
+def test_sign_out_records_the_closed_form_gradient_sign():
+    """On a linear model d CE / dx = (softmax - onehot) W^T: the recorded sign is its sign, and
+    the sign the searches followed (along it, the float64 margin is gone at the recorded
+    epsilon, up to the model's float32 round-off)."""
+    model, weight, bias, images, labels = random_linear_problem(11, n=12)
+    x = images.reshape(len(images), -1).astype(np.float64)
+    logits = x @ weight + bias
+    softmax = np.exp(logits - logits.max(axis=1, keepdims=True))
+    softmax /= softmax.sum(axis=1, keepdims=True)
+    gradient = (softmax - np.eye(CLASSES)[labels]) @ weight.T
+    signs = np.full(images.shape, 7, np.int8)
+    found = search.minimal_epsilons(
+        model, images, labels, weights={"uniform": None}, tol=TOL, batch_size=5, sign_out=signs
+    )["uniform"]
+    np.testing.assert_array_equal(signs.reshape(len(images), -1), np.sign(gradient))
+    flipped = found.status == search.FLIPPED
+    adversarial = search.perturb(images, signs.astype(np.float32), found.epsilon)[flipped]
+    crossed = adversarial.reshape(len(adversarial), -1).astype(np.float64) @ weight + bias
+    rows = np.arange(len(crossed))
+    true = crossed[rows, labels[flipped]]
+    crossed[rows, labels[flipped]] = -np.inf
+    assert flipped.sum() >= 6 and (true - crossed.max(axis=1) < 1e-4).all()
+    with pytest.raises(ValueError, match="sign_out must have the images' shape"):
+        search.minimal_epsilons(
+            model, images, labels, weights={"uniform": None}, sign_out=signs[:3]
+        )
