@@ -24,6 +24,12 @@ the same epsilons at another batch size.
     python bench/search.py            # 48 images
     python bench/search.py --quick    # fewer images and smaller baseline subsets
     python bench/search.py --xla      # search.JIT_COMPILE off against on
+    python bench/search.py --batch-sizes 4 8 16 32 64   # the workflow's search job per size
+
+With ``--batch-sizes`` it prints only the workflow's search job (uniform, object and background
+together, tol 1e-5) at each ``search.batch_size``, rounds alternating over the sizes: job
+seconds with tracing (a fresh model per size) and without (best of ``--repeats``), their ratio
+to the first size, and the largest epsilon difference from the first size's epsilons.
 """
 
 from __future__ import annotations
@@ -55,6 +61,9 @@ def main() -> None:
     n = len(images)
     if args.xla:
         xla_comparison(images, labels, args.batch_size)
+        return
+    if args.batch_sizes:
+        batch_size_comparison(images, labels, args.batch_sizes, args.repeats)
         return
     print(
         f"model efficientnet_lite0, {n} correctly classified {SIZE}x{SIZE} crops, CPU; "
@@ -117,6 +126,9 @@ def parse_args() -> argparse.Namespace:
     )
     parser.add_argument("--quick", action="store_true", help="16 images, small subsets")
     parser.add_argument("--xla", action="store_true", help="only: search.JIT_COMPILE off vs on")
+    parser.add_argument(
+        "--batch-sizes", type=int, nargs="+", help="only: the search job at these batch sizes"
+    )
     args = parser.parse_args()
     if args.quick:
         args.images, args.eager_images, args.art_images, args.repeats = 16, 3, 6, 1
@@ -222,6 +234,49 @@ def xla_comparison(images: np.ndarray, labels: np.ndarray, batch_size: int) -> N
         f"  XLA, batch {other} vs {batch_size}: identical epsilons: "
         f"{np.array_equal(other_batch, runs[True][2], equal_nan=True)}"
     )
+
+
+def batch_size_comparison(
+    images: np.ndarray, labels: np.ndarray, sizes: list[int], repeats: int
+) -> None:
+    """The workflow's search job (three kinds together) at each batch size, side by side.
+
+    Each size gets its own model object, so its first call pays its own tracing, as a job does;
+    then the sizes take turns, ``repeats`` rounds, so drifts of the shared CPU hit them alike.
+    """
+    model = models.load("efficientnet_lite0")
+    cam = heatmaps.gradcam(model, images, labels, layer=models.gradcam_layer(model))
+    weights = measure.search_weights_by_kind(
+        ("uniform", "object", "background"), cam, object_mask="soft", threshold="otsu"
+    )
+    fresh = {size: models.load("efficientnet_lite0") for size in sizes}
+
+    def job(size: int) -> dict[str, search.SearchResult]:
+        return search.minimal_epsilons(
+            fresh[size], images, labels, weights=weights, tol=1e-5, batch_size=size
+        )
+
+    first = {size: timed(job, size) for size in sizes}
+    best = {size: float("inf") for size in sizes}
+    for _ in range(repeats):
+        for size in sizes:
+            best[size] = min(best[size], timed(job, size)[1])
+    reference = np.concatenate([r.epsilon for r in first[sizes[0]][0].values()])
+    print(
+        f"{len(images)} images x 3 kinds, tol 1e-5; seconds of the search job: first call "
+        f"(tracing included) and best of {repeats} repeats; ratios to batch {sizes[0]}"
+    )
+    print(f"batch  first s  ratio  repeat s  ratio  vs batch {sizes[0]}: max |d eps|, other status")
+    for size in sizes:
+        epsilon = np.concatenate([r.epsilon for r in first[size][0].values()])
+        finite = np.isfinite(reference) & np.isfinite(epsilon)
+        difference = float(np.abs(epsilon - reference)[finite].max(initial=0.0))
+        other_status = int(np.sum(np.isfinite(reference) != np.isfinite(epsilon)))
+        print(
+            f"{size:>5}  {first[size][1]:7.1f}  {first[size][1] / first[sizes[0]][1]:5.2f}  "
+            f"{best[size]:8.1f}  {best[size] / best[sizes[0]]:5.2f}  {difference:.2e}, "
+            f"{other_status}"
+        )
 
 
 def trace_every_call(model, images, labels, *, tol, batch_size) -> None:
