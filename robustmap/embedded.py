@@ -25,7 +25,7 @@ import numpy as np
 from PIL import Image
 
 from robustmap import classes
-from robustmap.tables import FOLDER_MODE
+from robustmap.tables import staging_folder
 
 
 @dataclass(frozen=True)
@@ -221,8 +221,7 @@ def build(root: str | os.PathLike, *, size: int = 64) -> Path:
     if root.exists() and not _replaceable(root):
         raise FileExistsError(f"{root} exists and is neither empty nor a Tiny-ImageNet folder")
     root.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{root.name}.", dir=root.parent))
-    os.chmod(staging, FOLDER_MODE)
+    staging = staging_folder(root)
     try:
         _write_tree(staging, size)
         _swap_into_place(staging, root)

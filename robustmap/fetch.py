@@ -24,14 +24,13 @@ import os
 import re
 import shutil
 import stat
-import tempfile
 import urllib.error
 import urllib.parse
 import urllib.request
 import zipfile
 from pathlib import Path, PurePosixPath
 
-from robustmap.tables import FOLDER_MODE
+from robustmap.tables import staging_folder
 
 _CHUNK_BYTES = 1 << 20
 _TIMEOUT_S = 60.0
@@ -300,8 +299,7 @@ def safe_extract_zip(archive: str | os.PathLike, target: str | os.PathLike) -> l
                 f"refusing to extract {archive}: unsafe members: {', '.join(offenders)}"
             )
         target.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-        os.chmod(staging, FOLDER_MODE)
+        staging = staging_folder(target)
         try:
             files = [_write_member(bundle, member, staging) for member in members]
             if target.exists():

@@ -176,15 +176,14 @@ def fgsm_direction(
     for start in range(0, len(images), batch_size):
         stop = min(start + batch_size, len(images))
         _, gradient = compiled.logits_and_gradient(images[start:stop], labels[start:stop])
-        directions[start:stop] = _direction(gradient, _weights_slice(weights, start, stop))
+        directions[start:stop] = _direction(_sign(gradient), _weights_slice(weights, start, stop))
     return directions
 
 
 def weighted_direction(direction: np.ndarray, weights: np.ndarray | None) -> np.ndarray:
     """An unweighted FGSM direction of N images times ``weights`` (as in :func:`minimal_epsilon`;
     None: 1). Equal to :func:`fgsm_direction` with those weights, without another gradient."""
-    w = _weights_slice(weights, 0, len(direction))
-    return direction if w is None else direction * w
+    return _direction(direction, _weights_slice(weights, 0, len(direction)))
 
 
 def minimal_epsilon(
@@ -270,9 +269,10 @@ def minimal_epsilons(
         while len(state.pending()) < compiled.rows and admitted < len(images):
             batch = np.arange(admitted, min(admitted + batch_size, len(images)))
             logits, gradient = compiled.logits_and_gradient(images[batch], labels[batch])
+            sign = _sign(gradient)  # once per image, shared by sign_out and every search
             if sign_out is not None:
-                sign_out[batch] = np.sign(gradient)
-            state.admit(batch, logits, gradient)
+                sign_out[batch] = sign
+            state.admit(batch, logits, sign)
             admitted = batch[-1] + 1
         probe_row = state.pending()
         if len(probe_row) == 0:
@@ -549,11 +549,12 @@ class _SearchState:
         self.scan = _GridScan.empty(grid, n)
         self.brackets = _Brackets.empty(n)
 
-    def admit(self, batch: np.ndarray, logits: np.ndarray, gradient: np.ndarray) -> None:
-        """The clean pass of images ``batch``, shared by their rows in every search: statuses,
-        directions, and each searched row's first grid probe."""
+    def admit(self, batch: np.ndarray, logits: np.ndarray, sign: np.ndarray) -> None:
+        """The clean pass of images ``batch`` (logits, and the sign of their gradient), shared by
+        their rows in every search: statuses, directions, and each searched row's first grid
+        probe."""
         per_search = [
-            _direction(gradient, _weights_slice(w, batch[0], batch[-1] + 1)) for w in self.weights
+            _direction(sign, _weights_slice(w, batch[0], batch[-1] + 1)) for w in self.weights
         ]
         searches = len(self.weights)
         rows = (np.arange(searches)[:, None] * self.images_count + batch).ravel()
@@ -703,12 +704,14 @@ def _margin(logits: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndar
     return true_logit - others.max(axis=1), logits.argmax(axis=1).astype(np.int64)
 
 
-def _direction(gradient: np.ndarray, weights: np.ndarray | None) -> np.ndarray:
-    """sign(g) * w, float32 like the gradient; weights broadcast over channels."""
-    direction = np.sign(gradient).astype(np.float32)
-    if weights is not None:
-        direction *= weights
-    return direction
+def _sign(gradient: np.ndarray) -> np.ndarray:
+    """sign(g), float32 (exactly -1, 0 or 1)."""
+    return np.sign(gradient).astype(np.float32)
+
+
+def _direction(sign: np.ndarray, weights: np.ndarray | None) -> np.ndarray:
+    """sign(g) * w, float32; weights broadcast over channels. ``sign`` is not modified."""
+    return sign if weights is None else sign * weights
 
 
 def _weights_slice(weights: np.ndarray | None, start: int, stop: int) -> np.ndarray | None:

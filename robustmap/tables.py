@@ -34,10 +34,18 @@ def _umask() -> int:
 # mkstemp and mkdtemp create owner-only files and folders, and a rename keeps that: what is
 # staged there must get, before it is renamed into place, the permissions open() and mkdir()
 # would give it, or results and datasets in a shared folder are unreadable to the user's group.
-FILE_MODE = 0o666 & ~_umask()
-"""Permissions of a new file under this process's umask."""
-FOLDER_MODE = 0o777 & ~_umask()
-"""Permissions of a new folder under this process's umask."""
+_UMASK = _umask()
+_FILE_MODE = 0o666 & ~_UMASK
+_FOLDER_MODE = 0o777 & ~_UMASK
+
+
+def staging_folder(target: str | os.PathLike) -> Path:
+    """A new empty folder beside ``target``, to be filled and then renamed onto it; it has the
+    permissions ``mkdir`` would give ``target`` (the folder twin of :func:`atomic_path`)."""
+    target = Path(target)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    os.chmod(staging, _FOLDER_MODE)
+    return staging
 
 
 @contextlib.contextmanager
@@ -52,7 +60,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         yield tmp
         with open(tmp, "rb") as stream:
             os.fsync(stream.fileno())
-        os.chmod(tmp, FILE_MODE)
+        os.chmod(tmp, _FILE_MODE)
         os.replace(tmp, final)
     finally:
         tmp.unlink(missing_ok=True)
