@@ -125,10 +125,10 @@ def parse_args() -> argparse.Namespace:
     )
     parser.add_argument("--cores", type=int, default=os.cpu_count(), help="workflow: --cores")
     parser.add_argument(
-        "--gpu-jobs",
+        "--model-slots",
         type=int,
-        help="workflow, scale: GPU-rule jobs at a time (--resources gpu=N); default: the "
-        "workflow profile's cap, 1 (profiles/default), with or without a GPU, as a user gets it",
+        help="workflow, scale: --resources model_slots=N; default: the workflow profile's 2 "
+        "(profiles/default), as a user gets it: one model job at a time with a GPU, two without",
     )
     parser.add_argument(
         "--keep", action="store_true", help="workflow, scale: keep the run directory"
@@ -306,8 +306,8 @@ def run_workflow(
         sys.executable, "-m", "snakemake", "--snakefile", str(checkout.root / "Snakefile"),
         "--directory", str(workdir), "--cores", str(args.cores),
     ]  # fmt: skip
-    if args.gpu_jobs is not None:
-        command += ["--resources", f"gpu={args.gpu_jobs}"]
+    if args.model_slots is not None:
+        command += ["--resources", f"model_slots={args.model_slots}"]
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2")}
     if checkout.imports_from_root:
         inherited = [env["PYTHONPATH"]] if env.get("PYTHONPATH") else []

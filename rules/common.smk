@@ -30,6 +30,9 @@ def validated(config):
 checks.check_config(validated(config), lock=runtime.CHECKSUMS_LOCK)
 
 MODELS = sorted(config["models"])
+# A model job's share of the `model_slots` that profiles/default offers (2): all of them where a
+# GPU is visible, half where not (why: the profile's comment).
+MODEL_JOB_SLOTS = 2 if runtime.gpu_visible() else 1
 SEARCH_KINDS = kinds.search_order(config["search"]["kinds"])
 GRADCAM_KINDS = kinds.kinds_from(SEARCH_KINDS, "gradcam")
 BOX_KINDS = kinds.kinds_from(SEARCH_KINDS, "box")

@@ -11,6 +11,7 @@ rule heatmaps:
         "../envs/robustmap.yaml"
     resources:
         gpu=1,
+        model_slots=MODEL_JOB_SLOTS,
     params:
         model=model_options,
         heatmaps=heatmap_settings(),

@@ -11,6 +11,7 @@ rule predict:
         "../envs/robustmap.yaml"
     resources:
         gpu=1,
+        model_slots=MODEL_JOB_SLOTS,
     params:
         model=model_options,
         batch_size=config["predict"]["batch_size"],

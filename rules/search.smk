@@ -12,6 +12,7 @@ rule search:
         "../envs/robustmap.yaml"
     resources:
         gpu=1,
+        model_slots=MODEL_JOB_SLOTS,
     params:
         model=model_options,
         kinds=SEARCH_KINDS,

@@ -1,7 +1,8 @@
 """The real workflow end to end: complete tables, rerun only what changed, survive a SIGKILL.
 
 One run of the workflow (``workflow_run`` in conftest.py: the embedded photos, two copies of
-EfficientNet-Lite0 under different names, shards of 16) is inspected by every test here.
+EfficientNet-Lite0 under different names, shards of 16) is inspected by every test here, besides
+the unit test of the GPU check that decides how many model jobs that run may overlap.
 """
 
 import os
@@ -25,7 +26,7 @@ from conftest import (
     write_config,
 )
 
-from robustmap import kinds
+from robustmap import kinds, runtime
 
 MODELS = ("lite0", "lite0_fine")
 KINDS = kinds.SEARCH_KINDS  # the default config runs every kind of the vocabulary
@@ -69,6 +70,66 @@ def dry_run_outputs(workdir: Path, *extra: str) -> list[str]:
         return []
     lines = re.findall(r"^\s+output: (.+)$", text, flags=re.MULTILINE)
     return [path for line in lines for path in line.split(", ")]
+
+
+MODEL_RULES = ("predict", "heatmaps", "search")
+
+
+def model_jobs_in_log(log: str) -> tuple[list[str], int]:
+    """The resource lines of the model jobs a Snakemake log started, and how many of them ran at
+    once at most (started and not yet finished, in the log's order)."""
+    resources, rule_of, running, most = [], {}, set(), 0
+    rule = None
+    for line in log.splitlines():
+        if started := re.match(r"local(?:rule|checkpoint) (\w+):$", line):
+            rule = started[1]
+        elif (job := re.match(r"\s+jobid: (\d+)$", line)) and rule in MODEL_RULES:
+            rule_of[job[1]] = rule
+            running.add(job[1])
+            most = max(most, len(running))
+        elif line.strip().startswith("resources:") and rule in MODEL_RULES:
+            resources.append(line.strip())
+        elif finished := re.match(r"Finished jobid: (\d+)", line):
+            running.discard(finished[1])
+    return resources, most
+
+
+def test_model_jobs_run_two_at_a_time_without_a_gpu(workflow_run):
+    """profiles/default offers two model slots; a model job takes both where a GPU is visible and
+    one where not, so this GPU-less run had two TensorFlow jobs going at once."""
+    gpu = runtime.gpu_visible()
+    logs = sorted((workflow_run / ".snakemake" / "log").glob("*.snakemake.log"))
+    run_log = next(p.read_text() for p in logs if "Finished jobid" in p.read_text())
+    assert 'Provided resources: model_slots=Resource("model_slots", 2)' in run_log
+    resources, most_at_once = model_jobs_in_log(run_log)
+    share = 2 if gpu else 1
+    assert resources and all(f"gpu=1, model_slots={share}" in line for line in resources)
+    assert most_at_once == (1 if gpu else 2)
+
+
+@pytest.mark.parametrize(
+    ("nodes", "cuda_visible_devices", "visible"),
+    [
+        ((), None, False),
+        (("nvidiactl", "nvidia-uvm", "dri"), None, False),  # driver present, no device
+        (("nvidiactl", "nvidia0"), None, True),
+        (("nvidia3",), "3", True),
+        (("kfd",), None, True),  # AMD ROCm
+        (("dxg",), None, True),  # WSL2
+        (("nvidia0",), "", False),  # every device hidden
+        (("nvidia0",), "-1", False),
+    ],
+)
+def test_gpu_visible_reads_device_nodes_and_cuda_visible_devices(
+    tmp_path, monkeypatch, nodes, cuda_visible_devices, visible
+):
+    for node in nodes:
+        (tmp_path / node).touch()
+    if cuda_visible_devices is None:
+        monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    else:
+        monkeypatch.setenv("CUDA_VISIBLE_DEVICES", cuda_visible_devices)
+    assert runtime.gpu_visible(tmp_path) is visible
 
 
 def test_unchanged_rerun_does_nothing(workflow_run):
