@@ -318,7 +318,9 @@ def run_workflow(
         flush=True,
     )
     log_path = workdir / "bench-snakemake.log"
-    seconds, peak_tree, largest, returncode = run_monitored(command, log_path, env)
+    # Run from the checkout: Snakemake takes profiles/default from the working directory before
+    # the Snakefile's folder, and each revision must run under its own workflow profile.
+    seconds, peak_tree, largest, returncode = run_monitored(command, log_path, env, checkout.root)
     log_text = log_path.read_text()
     if returncode != 0:
         # Report what ran before the error: a baseline revision may stop on data it predates
@@ -428,12 +430,12 @@ def report_comparison(measured: dict[str, RunMeasures]) -> None:
 
 
 def run_monitored(
-    command: list[str], log_path: Path, env: dict[str, str]
+    command: list[str], log_path: Path, env: dict[str, str], cwd: Path
 ) -> tuple[float, int, int, int]:
     """(wall s, peak summed RSS of the process tree, largest single RSS (bytes), return code)."""
     with open(log_path, "w") as log:
         start = time.perf_counter()
-        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=cwd)
         peaks = [0, 0]
         poller = threading.Thread(target=poll_tree_rss, args=(process, peaks), daemon=True)
         poller.start()
