@@ -78,13 +78,12 @@ MODEL_RULES = ("predict", "heatmaps", "search")
 def model_jobs_in_log(log: str) -> tuple[list[str], int]:
     """The resource lines of the model jobs a Snakemake log started, and how many of them ran at
     once at most (started and not yet finished, in the log's order)."""
-    resources, rule_of, running, most = [], {}, set(), 0
+    resources, running, most = [], set(), 0
     rule = None
     for line in log.splitlines():
         if started := re.match(r"local(?:rule|checkpoint) (\w+):$", line):
             rule = started[1]
         elif (job := re.match(r"\s+jobid: (\d+)$", line)) and rule in MODEL_RULES:
-            rule_of[job[1]] = rule
             running.add(job[1])
             most = max(most, len(running))
         elif line.strip().startswith("resources:") and rule in MODEL_RULES:
@@ -96,7 +95,7 @@ def model_jobs_in_log(log: str) -> tuple[list[str], int]:
 
 def test_model_jobs_run_two_at_a_time_without_a_gpu(workflow_run):
     """profiles/default offers two model slots; a model job takes both where a GPU is visible and
-    one where not, so this GPU-less run had two TensorFlow jobs going at once."""
+    one where not, so a GPU-less run has two TensorFlow jobs going at once (a GPU machine one)."""
     gpu = runtime.gpu_visible()
     logs = sorted((workflow_run / ".snakemake" / "log").glob("*.snakemake.log"))
     run_log = next(p.read_text() for p in logs if "Finished jobid" in p.read_text())
