@@ -53,14 +53,17 @@ def setup(
         force=True,
     )
     sys.excepthook = _log_uncaught
+    log = logging.getLogger("robustmap")
     if not tensorflow:
-        return logging.getLogger("robustmap")
+        return log
     import keras
     import tensorflow as tf
 
     keras.utils.set_random_seed(seed)
     tf.config.experimental.enable_op_determinism()
-    return logging.getLogger("robustmap")
+    # Bytes are promised per kind of machine and software: the log says which software.
+    log.info("TensorFlow %s, Keras %s, op determinism on", tf.__version__, keras.__version__)
+    return log
 
 
 def _log_uncaught(

