@@ -34,13 +34,21 @@ def small_config(models: dict | None = None) -> dict:
     return config
 
 
+def snakemake_command(workdir: Path, *args: str) -> list[str]:
+    """The command that runs the repository's workflow in ``workdir`` with ``args``."""
+    return [*SNAKEMAKE, "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir), *args]
+
+
 def snakemake(
     workdir: Path, *args: str, timeout: float = RUN_LIMIT_S
 ) -> subprocess.CompletedProcess:
     """Run the repository's workflow in ``workdir`` (which holds its own config.yaml)."""
-    command = [*SNAKEMAKE, "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir)]
     return subprocess.run(
-        [*command, *args], capture_output=True, text=True, timeout=timeout, check=False
+        snakemake_command(workdir, *args),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
     )
 
 

@@ -18,12 +18,11 @@ import pandas as pd
 import pytest
 import yaml
 from conftest import (
-    REPO,
     SHARD_SIZE,
-    SNAKEMAKE,
     result_hashes,
     small_config,
     snakemake,
+    snakemake_command,
 )
 
 from robustmap import kinds, runtime
@@ -201,9 +200,8 @@ def test_sigkill_mid_search_then_rerun_is_byte_identical(workflow_run, clean_cop
     for searched in ("results/lite0/search", "logs/lite0/search"):
         shutil.rmtree(workdir / searched)
     (workdir / "results/lite0/epsilons.parquet").unlink()
-    command = [*SNAKEMAKE, "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir)]
     job = subprocess.Popen(
-        [*command, "--cores", "2", *MODEL_TARGETS],
+        snakemake_command(workdir, "--cores", "2", *MODEL_TARGETS),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,
