@@ -22,6 +22,7 @@ from matplotlib.figure import Figure
 
 from robustmap import tables
 from robustmap.aggregate import CUSTOMARY_STEPS, MIN_CLASS_IMAGES
+from robustmap.figure_registry import figure_files
 from robustmap.kinds import HEATMAP_KINDS, SEARCH_COLOURS, search_order
 from robustmap.statistics import SIGNIFICANCE, localisation_columns
 
@@ -106,36 +107,47 @@ def figure_builders(
     eps_max: float,
     min_class_images: int = MIN_CLASS_IMAGES,
 ) -> dict[str, FigureBuilder]:
-    """Every summary figure of the report, keyed by file stem (see :func:`figure_names`), as
-    builders: :func:`write_figures` draws them, side by side in worker processes if asked."""
-    builders: dict[str, FigureBuilder] = {}
-    for search in searches:
-        builders[f"class_epsilon_{search}"] = partial(
-            class_epsilon_figure, per_class_table, search=search
-        )
-        builders[f"class_bulk_{search}"] = partial(
-            class_epsilon_figure, per_class_table, search=search, central=BULK_SHARE
-        )
-        builders[f"class_extremes_{search}"] = partial(
+    """Every summary figure of the report, keyed by file stem, in the order of
+    :func:`robustmap.figure_registry.figure_files`, as builders: :func:`write_figures` draws them,
+    side by side in worker processes if asked."""
+    per_search = {
+        "class_epsilon": partial(class_epsilon_figure, per_class_table),
+        "class_bulk": partial(class_epsilon_figure, per_class_table, central=BULK_SHARE),
+        "class_extremes": partial(
             class_extremes_figure,
             per_class_table,
-            search=search,
             eps_max=eps_max,
             min_class_images=min_class_images,
+        ),
+    }
+    summaries = {
+        "epsilon_ecdf": partial(epsilon_ecdf_figure, per_image_table, eps_max=eps_max),
+        "paired_searches": partial(paired_searches_figure, per_image_table),
+        **{
+            f"compactness_{heatmap}": partial(
+                compactness_figure,
+                per_image_table,
+                statistics_table,
+                heatmap=heatmap,
+                eps_max=eps_max,
+            )
+            for heatmap in HEATMAP_KINDS
+        },
+        "accuracy": partial(accuracy_figure, per_model_table),
+        "robustness": partial(robustness_figure, robustness_table),
+        "localisation": partial(localisation_figure, localisation_table),
+        "localisation_epsilon": partial(
+            localisation_epsilon_figure, per_image_table, statistics_table, eps_max=eps_max
+        ),
+    }
+    return {
+        figure.name: (
+            partial(per_search[figure.kind.stem], search=figure.search)
+            if figure.kind.per_search
+            else summaries[figure.kind.stem]
         )
-    builders["epsilon_ecdf"] = partial(epsilon_ecdf_figure, per_image_table, eps_max=eps_max)
-    builders["paired_searches"] = partial(paired_searches_figure, per_image_table)
-    for heatmap in HEATMAP_KINDS:
-        builders[f"compactness_{heatmap}"] = partial(
-            compactness_figure, per_image_table, statistics_table, heatmap=heatmap, eps_max=eps_max
-        )
-    builders["accuracy"] = partial(accuracy_figure, per_model_table)
-    builders["robustness"] = partial(robustness_figure, robustness_table)
-    builders["localisation"] = partial(localisation_figure, localisation_table)
-    builders["localisation_epsilon"] = partial(
-        localisation_epsilon_figure, per_image_table, statistics_table, eps_max=eps_max
-    )
-    return builders
+        for figure in figure_files(searches)
+    }
 
 
 def write_figures(
@@ -176,18 +188,6 @@ def _draw_and_save(
         digest = hashlib.sha256(path.read_bytes()).hexdigest()
         saved[path.suffix.lstrip(".")] = {"path": str(path), "sha256": digest}
     return saved
-
-
-def figure_names(searches: Sequence[str]) -> list[str]:
-    """File stems :func:`figure_builders` produces for these search kinds, in its order."""
-    per_search = [
-        f"{prefix}_{search}"
-        for search in searches
-        for prefix in ("class_epsilon", "class_bulk", "class_extremes")
-    ]
-    heatmaps = [f"compactness_{heatmap}" for heatmap in HEATMAP_KINDS]
-    summaries = ["accuracy", "robustness", "localisation", "localisation_epsilon"]
-    return per_search + ["epsilon_ecdf", "paired_searches", *heatmaps, *summaries]
 
 
 def class_epsilon_figure(

@@ -13,12 +13,13 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
-from robustmap import classes, compactness, heatmaps, kinds, search
+from robustmap import classes, compactness, heatmaps, kinds, localisation, search, shards
 from robustmap.localisation import NO_BOX
 
 if TYPE_CHECKING:
@@ -67,12 +68,10 @@ def search_weights(
     *,
     object_mask: str | None,
     threshold: str | None,
-    box_object: np.ndarray | None = None,
 ) -> np.ndarray | None:
-    """Per-pixel weights of one search kind (see :func:`search_weights_by_kind`)."""
-    return search_weights_by_kind(
-        [kind], cam, object_mask=object_mask, threshold=threshold, box_object=box_object
-    )[kind]
+    """Per-pixel weights of one search kind not built from boxes (see
+    :func:`search_weights_by_kind`)."""
+    return search_weights_by_kind([kind], cam, object_mask=object_mask, threshold=threshold)[kind]
 
 
 def search_weights_by_kind(
@@ -81,7 +80,10 @@ def search_weights_by_kind(
     *,
     object_mask: str | None,
     threshold: str | None,
-    box_object: np.ndarray | None = None,
+    boxes: np.ndarray | None = None,
+    box_valid: np.ndarray | None = None,
+    box_border: int = 0,
+    shape: tuple[int, int] | None = None,
 ) -> dict[str, np.ndarray | None]:
     """The weights of each search kind: none (uniform), from Grad-CAM, or from the human box.
 
@@ -89,9 +91,11 @@ def search_weights_by_kind(
         names: search kinds of :mod:`robustmap.kinds`.
         cam: the shard's Grad-CAM [N, H, W], needed by the Grad-CAM kinds; the object and
             background searches share one object mask, computed once.
-        box_object: :func:`robustmap.localisation.box_weights` [N, H, W], needed by the box
-            kinds (all zeros for an image without a valid box: its search stops at the clean
-            pass).
+        boxes, box_valid, shape: the images' human boxes (int [N, 4] in their [H, W] frame
+            ``shape``) and which are valid (bool [N]), from :func:`robustmap.shards.load_boxes`;
+            needed by the box kinds. An image without a valid box gets all-zero ``box_object``
+            weights; :func:`search_tables` records it as ``no_box`` in both box kinds.
+        box_border: the soft edge of the box weights (:func:`robustmap.localisation.box_weights`).
     """
     sources = {kinds.source_of(name) for name in names}
     object_w = None
@@ -101,8 +105,14 @@ def search_weights_by_kind(
                 f"the {kinds.kinds_from(names, 'gradcam')[0]} search needs the shard's Grad-CAM"
             )
         object_w = heatmaps.object_weights(cam, mode=object_mask, threshold=threshold)
-    if "box" in sources and box_object is None:
-        raise ValueError(f"the {kinds.kinds_from(names, 'box')[0]} search needs the human boxes")
+    box_object = None
+    if "box" in sources:
+        if boxes is None or box_valid is None or shape is None:
+            raise ValueError(
+                f"the {kinds.kinds_from(names, 'box')[0]} search needs the human boxes"
+            )
+        box_object = localisation.box_weights(boxes, shape, border=box_border)
+        box_object[~np.asarray(box_valid, dtype=bool)] = 0.0
     built = {
         "uniform": lambda: None,
         "object": lambda: object_w,
@@ -215,3 +225,34 @@ def compactness_table(shard_arrays: list[dict[str, np.ndarray]], *, threshold: s
     agreement = compactness.agreement(maps["saliency"], maps["gradcam"], top=0.2)
     agreement.insert(0, "image_id", image_ids)
     return scores.merge(agreement, on="image_id", how="left", validate="many_to_one")
+
+
+def localisation_table(
+    shard_arrays: list[dict[str, np.ndarray]], labels_path: str | Path, *, tolerance: int
+) -> pd.DataFrame:
+    """Both heatmaps of every image scored against its human box, shard by shard.
+
+    Args:
+        shard_arrays: the arrays of each heatmaps shard (image_id [N], gradcam and saliency
+            [N, H, W]).
+        labels_path: the label table, whose boxes are scaled to the heatmaps' frame
+            (:func:`robustmap.shards.load_boxes`).
+        tolerance: the pointing game's margin (:func:`robustmap.localisation.localisation_scores`).
+    Returns:
+        :func:`robustmap.localisation.localisation_table` of each shard in turn. No shard (a
+        model that got no image right): its columns, no rows.
+    """
+    frames = []
+    for arrays in shard_arrays:
+        image_ids = arrays["image_id"].astype(str)
+        maps = {kind: arrays[kind] for kind in kinds.HEATMAP_KINDS}
+        shape = maps[kinds.HEATMAP_KINDS[0]].shape[1:]
+        boxes, valid = shards.load_boxes(labels_path, list(image_ids), shape=shape)
+        frames.append(
+            localisation.localisation_table(image_ids, maps, boxes, valid, tolerance=tolerance)
+        )
+    if not frames:
+        return localisation.localisation_table(
+            np.array([]), {}, np.zeros((0, 4)), np.zeros(0, bool)
+        )
+    return pd.concat(frames, ignore_index=True)

@@ -16,7 +16,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
-from robustmap import search
+from robustmap import classes, measure, search
 from robustmap.figures import new_figure
 from robustmap.kinds import HEATMAP_KINDS, search_order
 
@@ -128,8 +128,6 @@ def model_panel(
             valid; drawn on the image and the heatmaps, and the weights of the box searches
             (with ``box_border``).
     """
-    from robustmap import classes, localisation, measure
-
     ids = chosen["image_id"].astype(str).tolist()
     names = search_order(epsilons["search"].unique())
     table = {
@@ -137,13 +135,16 @@ def model_panel(
         for kind in names
     }
     by_kind = {kind: rows["epsilon"].to_numpy(dtype=np.float64) for kind, rows in table.items()}
-    box_object = None
-    if boxes is not None:
-        box_object = localisation.box_weights(boxes, images.shape[1:3], border=box_border)
-        box_object[~np.asarray(box_valid, dtype=bool)] = 0.0
     cam = heatmaps["gradcam"]
     weights = measure.search_weights_by_kind(
-        names, cam, object_mask=object_mask, threshold=threshold, box_object=box_object
+        names,
+        cam,
+        object_mask=object_mask,
+        threshold=threshold,
+        boxes=boxes,
+        box_valid=box_valid,
+        box_border=box_border,
+        shape=images.shape[1:3],
     )
     recorded = {
         kind: rows["adversarial_label"].fillna(-1).to_numpy(np.int64)

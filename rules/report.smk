@@ -1,67 +1,20 @@
 # The study's answers: tables, statistics, figures and heatmap panels, all under report().
 
-FIGURE_KINDS = {
-    # file stem: (report category, subcategory, what the figure shows)
-    "class_epsilon": ("Classes", "Mean epsilon by class", "mean epsilon by class, all"),
-    "class_bulk": (
-        "Classes",
-        "Bulk of the classes",
-        "mean epsilon by class, central 80%",
-    ),
-    "class_extremes": (
-        "Classes",
-        "Top-10 classes",
-        "most sensitive and most robust classes",
-    ),
-}
-SUMMARY_FIGURES = {
-    "epsilon_ecdf": ("Distributions", "ECDF", "epsilon ECDF per model and search"),
-    "paired_searches": ("Searches", "Paired", "uniform vs object vs background"),
-    "compactness_gradcam": (
-        "Compactness",
-        "Grad-CAM",
-        "Grad-CAM compactness vs epsilon",
-    ),
-    "compactness_saliency": (
-        "Compactness",
-        "Saliency",
-        "saliency compactness vs epsilon",
-    ),
-    "accuracy": ("Accuracy", "Table", "clean accuracy per model"),
-    "robustness": ("Distributions", "Robustness curves", "share surviving each step"),
-    "localisation": (
-        "Localisation",
-        "Against chance",
-        "pointing game and energy in box",
-    ),
-    "localisation_epsilon": (
-        "Localisation",
-        "Versus epsilon",
-        "localisation scores vs epsilon",
-    ),
-}
+from robustmap import figure_registry
 
-
-# Every summary figure: file stem -> (caption stem, category, subcategory, label, search).
-FIGURES = {
-    f"{stem}_{kind}": (stem, category, sub, what, kind)
-    for kind in SEARCH_KINDS
-    for stem, (category, sub, what) in FIGURE_KINDS.items()
-} | {
-    stem: (stem, category, sub, what, "all")
-    for stem, (category, sub, what) in SUMMARY_FIGURES.items()
-}
-# Named outputs of rule figures: <stem>_png (in the report) and <stem>_svg per figure.
+# Named outputs of rule figures, one per file of robustmap.figure_registry (which also gives its
+# report category, subcategory, caption and label): <name>_png (in the report) and <name>_svg.
+FIGURES = figure_registry.figure_files(SEARCH_KINDS)
 FIGURE_OUTPUTS = {
-    f"{name}_png": report(
-        f"results/figures/{name}.png",
-        caption=f"../report/{caption}.rst",
-        category=category,
-        subcategory=subcategory,
-        labels={"figure": what, "model": "all", "search": kind},
+    f"{figure.name}_png": report(
+        f"results/figures/{figure.name}.png",
+        caption=f"../report/{figure.kind.stem}.rst",
+        category=figure.kind.category,
+        subcategory=figure.kind.subcategory,
+        labels={"figure": figure.kind.shows, "model": "all", "search": figure.search},
     )
-    for name, (caption, category, subcategory, what, kind) in FIGURES.items()
-} | {f"{name}_svg": f"results/figures/{name}.svg" for name in FIGURES}
+    for figure in FIGURES
+} | {f"{figure.name}_svg": f"results/figures/{figure.name}.svg" for figure in FIGURES}
 
 
 rule aggregate:

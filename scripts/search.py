@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from robustmap import kinds, localisation, measure, models, runtime, shards, tables
+from robustmap import kinds, measure, models, runtime, shards, tables
 
 sm = snakemake  # noqa: F821 - injected by Snakemake
 runtime.setup(sm.log[0])
@@ -16,17 +16,18 @@ image_ids, images, labels = shards.load_shard(
 )
 cam = tables.read_npz(sm.input.heatmaps)["gradcam"] if "heatmaps" in sm.input.keys() else None
 options = sm.params.settings
-box_object, box_valid = None, None
+boxes, box_valid = None, None
 if kinds.kinds_from(sm.params.kinds, "box"):
     boxes, box_valid = shards.load_boxes(sm.input.labels, list(image_ids), shape=images.shape[1:3])
-    box_object = localisation.box_weights(boxes, images.shape[1:3], border=options["box_border"])
-    box_object[~box_valid] = 0.0
 weights = measure.search_weights_by_kind(
     sm.params.kinds,
     cam,
     object_mask=options.get("object_mask"),
     threshold=options.get("threshold"),
-    box_object=box_object,
+    boxes=boxes,
+    box_valid=box_valid,
+    box_border=options.get("box_border", 0),
+    shape=images.shape[1:3],
 )
 signs = np.zeros(images.shape, np.int8)
 frames = measure.search_tables(

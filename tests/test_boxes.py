@@ -32,6 +32,28 @@ def test_box_weights_hard_and_soft_edges():
     assert soft[1, 1] == pytest.approx(1 / 3)  # chessboard distance 2
 
 
+def test_box_search_weights_come_from_the_boxes_their_border_and_validity():
+    boxes = np.array([[2, 3, 4, 5], [0, 0, 1, 1]])
+    weights = measure.search_weights_by_kind(
+        ["box_object", "box_background"],
+        None,
+        object_mask=None,
+        threshold=None,
+        boxes=boxes,
+        box_valid=np.array([True, False]),
+        box_border=1,
+        shape=(SIZE, SIZE),
+    )
+    inside, edge, beyond = 1.0, 0.5, 0.0  # border 1: half weight one pixel from the box
+    expected = np.full((SIZE, SIZE), beyond, np.float32)
+    expected[2:7, 1:6] = edge
+    expected[3:6, 2:5] = inside
+    np.testing.assert_array_equal(weights["box_object"][0], expected)
+    np.testing.assert_array_equal(weights["box_object"][1], np.zeros((SIZE, SIZE)))  # no box
+    np.testing.assert_array_equal(weights["box_background"], 1.0 - weights["box_object"])
+    assert weights["box_object"].dtype == weights["box_background"].dtype == np.float32
+
+
 def test_scale_boxes_keeps_a_same_size_box_and_covers_resized_pixels():
     boxes = np.array([[1, 2, 3, 5]])
     np.testing.assert_array_equal(
@@ -47,13 +69,14 @@ def test_box_object_with_a_full_image_box_is_exactly_the_uniform_search():
     model = tiny_model()
     images, labels = images_and_labels(model)
     full = np.tile([0, 0, SIZE - 1, SIZE - 1], (len(images), 1))
-    box_object = localisation.box_weights(full, (SIZE, SIZE))
     weights = measure.search_weights_by_kind(
         kinds.SEARCH_KINDS[:1] + ("box_object", "box_background"),
         None,
         object_mask=None,
         threshold=None,
-        box_object=box_object,
+        boxes=full,
+        box_valid=np.ones(len(images), bool),
+        shape=(SIZE, SIZE),
     )
     found = search.minimal_epsilons(model, images, labels, weights=weights, eps_max=1.0, tol=1e-5)
     for field in ("epsilon", "adversarial_label", "forward_passes", "status"):
@@ -70,11 +93,15 @@ def test_images_without_a_box_get_a_no_box_row_not_a_missing_or_censored_one():
     images, labels = images_and_labels(model, n=4)
     boxes = np.array([[1, 1, 5, 5]] * 4)
     valid = np.array([True, False, True, False])
-    box_object = localisation.box_weights(boxes, (SIZE, SIZE))
-    box_object[~valid] = 0.0
     names = ("uniform", "box_object", "box_background")
     weights = measure.search_weights_by_kind(
-        names, None, object_mask=None, threshold=None, box_object=box_object
+        names,
+        None,
+        object_mask=None,
+        threshold=None,
+        boxes=boxes,
+        box_valid=valid,
+        shape=(SIZE, SIZE),
     )
     frames = measure.search_tables(
         model,

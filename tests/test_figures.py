@@ -7,9 +7,11 @@ import keras
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
+from conftest import REPO, snakemake, write_config
 from test_aggregate import synthetic_localisation, synthetic_study
 
-from robustmap import aggregate, figures, panels, search, statistics
+from robustmap import aggregate, figure_registry, figures, kinds, panels, search, statistics
 
 SEARCHES = ["uniform", "object", "background"]
 
@@ -47,7 +49,7 @@ def test_every_figure_is_written_and_stable(study_tables, tmp_path):
     """Drawn in this process, then again by two worker processes: the same bytes."""
     first = write_all(study_tables, tmp_path / "a", workers=1)
     second = write_all(study_tables, tmp_path / "b", workers=2)
-    names = figures.figure_names(SEARCHES)
+    names = figure_registry.figure_names(SEARCHES)
     assert sorted(p.name for p in first) == sorted(
         f"{n}.{f}" for n in names for f in ("png", "svg")
     )
@@ -59,6 +61,41 @@ def test_every_figure_is_written_and_stable(study_tables, tmp_path):
             assert data.startswith(b"\x89PNG\r\n\x1a\n")
         else:
             assert b"<svg" in data[:2000] and b"<dc:date>" not in data
+
+
+def test_the_workflow_declares_for_the_report_exactly_the_figures_drawn(study_tables, tmp_path):
+    """rules/report.smk and figure_builders both read the registry: the same files."""
+    config = yaml.safe_load((REPO / "config.yaml").read_text())
+    config["search"]["kinds"] = ["box_object", "uniform"]
+    write_config(tmp_path, config)
+    run = snakemake(tmp_path, "--dry-run", timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    job = run.stdout[run.stdout.index("rule figures:") :]
+    outputs = job[job.index("output: ") + len("output: ") :].splitlines()[0].split(", ")
+    pngs = [Path(path).stem for path in outputs if path.endswith(".png")]
+    svgs = [Path(path).stem for path in outputs if path.endswith(".svg")]
+    searches = kinds.search_order(config["search"]["kinds"])
+    builders = figures.figure_builders(*study_tables, searches=searches, eps_max=1.0)
+    assert pngs == svgs == list(builders)
+    assert "class_bulk_box_object" in builders and "class_bulk_object" not in builders
+
+
+def test_every_registered_figure_has_a_caption_and_a_file_of_its_own():
+    files = figure_registry.figure_files(kinds.SEARCH_KINDS)
+    names = [figure.name for figure in files]
+    assert len(set(names)) == len(names) == 3 * len(kinds.SEARCH_KINDS) + 8
+    assert names[:4] == [
+        "class_epsilon_uniform",
+        "class_bulk_uniform",
+        "class_extremes_uniform",
+        "class_epsilon_object",
+    ]
+    for figure in files:
+        assert (REPO / "report" / f"{figure.kind.stem}.rst").is_file(), figure.kind.stem
+        if figure.kind.per_search:
+            assert figure.name == f"{figure.kind.stem}_{figure.search}"
+        else:
+            assert (figure.name, figure.search) == (figure.kind.stem, "all")
 
 
 def test_figures_survive_a_model_without_any_epsilon(study_tables, tmp_path):

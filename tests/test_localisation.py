@@ -1,10 +1,12 @@
 """Localisation scores against boxes, on constructed heatmaps with exact answers."""
 
 import numpy as np
+import pandas as pd
 import pytest
 import sklearn.metrics
 
-from robustmap.localisation import SCORES, box_masks, localisation_scores
+from robustmap import measure
+from robustmap.localisation import NO_BOX, SCORES, TABLE_COLUMNS, box_masks, localisation_scores
 
 BOX = np.array([[2, 1, 4, 3]])  # x0, y0, x1, y1 inclusive: columns 2..4, rows 1..3 (9 pixels)
 SHAPE = (6, 8)  # H, W
@@ -81,3 +83,71 @@ def test_auc_and_rank_accuracy_on_random_maps_match_independent_computations():
 def test_invalid_boxes_are_refused(box):
     with pytest.raises(ValueError, match="outside the 8x6 frame"):
         localisation_scores(np.ones((1, *SHAPE)), np.array([box]))
+
+
+def write_labels(path) -> None:
+    """Images a, b, c of 16 x 12 pixels; a and c carry a box that becomes :data:`BOX` in the
+    heatmaps' 8 x 6 frame, b has none."""
+    pd.DataFrame(
+        {
+            "image_id": ["a", "b", "c"],
+            "status": ["ok"] * 3,
+            "box_status": ["ok", "missing", "ok"],
+            "bbox_x0": [4, None, 4],
+            "bbox_y0": [2, None, 2],
+            "bbox_x1": [9, None, 9],
+            "bbox_y1": [7, None, 7],
+            "width": [16] * 3,
+            "height": [12] * 3,
+        }
+    ).to_parquet(path)
+
+
+def test_localisation_table_scores_each_shard_against_the_scaled_label_boxes(tmp_path):
+    labels = tmp_path / "labels.parquet"
+    write_labels(labels)
+    inside, uniform = heat_inside_box()[0], np.full(SHAPE, 0.7)
+    shard_arrays = [
+        {
+            "image_id": np.array(["a", "b"]),
+            "gradcam": np.stack([inside, inside]),
+            "saliency": np.stack([uniform, inside]),
+        },
+        {"image_id": np.array(["c"]), "gradcam": uniform[None], "saliency": inside[None]},
+    ]
+    table = measure.localisation_table(shard_arrays, labels, tolerance=0)
+    assert list(table.columns) == list(TABLE_COLUMNS)
+    assert table[["image_id", "heatmap", "status"]].to_numpy().tolist() == [
+        ["a", "gradcam", "ok"],
+        ["b", "gradcam", NO_BOX],
+        ["a", "saliency", "ok"],
+        ["b", "saliency", NO_BOX],
+        ["c", "gradcam", "ok"],
+        ["c", "saliency", "ok"],
+    ]
+    scores = table.set_index(["image_id", "heatmap"])
+    assert scores.loc[("a", "gradcam"), ["energy_in_box", "auc"]].tolist() == [1.0, 1.0]
+    assert scores.loc[("c", "saliency"), "energy_in_box"] == 1.0
+    for chance in [("a", "saliency"), ("c", "gradcam")]:
+        assert scores.loc[chance, ["energy_in_box", "box_fraction"]].tolist() == [9 / 48] * 2
+    assert scores.loc["b", list(SCORES)].isna().all(axis=None)
+
+
+def test_localisation_table_passes_the_pointing_tolerance(tmp_path):
+    labels = tmp_path / "labels.parquet"
+    write_labels(labels)
+    heat = np.zeros((1, *SHAPE))
+    heat[0, 2, 5] = 1.0  # one column right of the box
+    shard = {"image_id": np.array(["a"]), "gradcam": heat, "saliency": heat}
+    hits = [
+        measure.localisation_table([shard], labels, tolerance=tolerance)["pointing_hit"].tolist()
+        for tolerance in (0, 1)
+    ]
+    assert hits == [[0.0, 0.0], [1.0, 1.0]]
+
+
+def test_localisation_table_of_no_shard_has_its_columns_and_no_rows(tmp_path):
+    labels = tmp_path / "labels.parquet"
+    write_labels(labels)
+    table = measure.localisation_table([], labels, tolerance=0)
+    assert list(table.columns) == list(TABLE_COLUMNS) and len(table) == 0
