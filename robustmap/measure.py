@@ -1,7 +1,9 @@
-"""One shard's measurements: its heatmaps, and its minimal-epsilon searches.
+"""A model's measurements: heatmaps and minimal-epsilon searches per shard, and the scores of
+the stored heatmaps (compactness, localisation against the human boxes).
 
-This module joins the pure measuring functions (``heatmaps``, ``search``) to the workflow's
-tables: it names rows by ``image_id`` and turns results into Parquet-ready frames.
+This module joins the pure measuring functions (``heatmaps``, ``search``, ``compactness``,
+``localisation``) to the workflow's tables: it names rows by ``image_id`` and turns results into
+Parquet-ready frames.
 
 TensorFlow and Keras are imported only inside the functions of ``heatmaps`` and ``search``
 that run a model, so that the jobs that only score stored heatmaps or draw searched images start
