@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -230,13 +230,13 @@ def compactness_table(shard_arrays: list[dict[str, np.ndarray]], *, threshold: s
 
 
 def localisation_table(
-    shard_arrays: list[dict[str, np.ndarray]], labels_path: str | Path, *, tolerance: int
+    shard_arrays: Iterable[Mapping[str, np.ndarray]], labels_path: str | Path, *, tolerance: int
 ) -> pd.DataFrame:
     """Both heatmaps of every image scored against its human box, shard by shard.
 
     Args:
         shard_arrays: the arrays of each heatmaps shard (image_id [N], gradcam and saliency
-            [N, H, W]).
+            [N, H, W]), read once in turn: a generator keeps one shard in memory at a time.
         labels_path: the label table, whose boxes are scaled to the heatmaps' frame
             (:func:`robustmap.shards.load_boxes`).
         tolerance: the pointing game's margin (:func:`robustmap.localisation.localisation_scores`).
