@@ -261,9 +261,9 @@ def minimal_epsilons(
     if sign_out is not None and sign_out.shape != images.shape:
         raise ValueError(f"sign_out must have the images' shape {images.shape}")
     compiled = _compiled(model, images.shape[1:], batch_size)
-    rows = Scheduler(images, labels, len(weights), batch_size, progress)
-    attack = _FgsmAttack(rows, list(weights.values()), grid, tol, sign_out)
-    rows.run(attack, compiled)
+    scheduler = Scheduler(images, labels, len(weights), batch_size, progress)
+    attack = _FgsmAttack(scheduler, list(weights.values()), grid, tol, sign_out)
+    scheduler.run(attack, compiled)
     return dict(zip(weights, attack.results(), strict=True))
 
 
@@ -504,7 +504,8 @@ class _Brackets:
 
 class _FgsmAttack:
     """The FGSM search of S weightings over N images, on the rows of a :class:`Scheduler`
-    (row = search * N + image). Every method is vectorised over rows.
+    (row = search * N + image, held as ``rows``), whose phases it sets. Every method is
+    vectorised over rows.
 
     A row is admitted with its image's clean pass (status, direction), then has exactly one probe
     pending at a time: its next grid point (SCAN), the grid point after its first flipping one
@@ -515,12 +516,19 @@ class _FgsmAttack:
 
     probe_needs_gradient = False
 
-    def __init__(self, rows: Scheduler, weights, grid: np.ndarray, tol: float, sign_out) -> None:
-        self.rows, self.weights, self.grid, self.tol = rows, weights, grid, tol
-        self.sign_out = sign_out
-        n = len(rows.image)
-        self.labels = rows.labels[rows.image]
-        self.direction = np.zeros((n, *rows.images.shape[1:]), np.float32)
+    def __init__(
+        self,
+        scheduler: Scheduler,
+        weights: list[np.ndarray | None],
+        grid: np.ndarray,
+        tol: float,
+        sign_out: np.ndarray | None,
+    ) -> None:
+        self.rows, self.weights, self.grid, self.tol = scheduler, weights, grid, tol
+        self.sign_out = sign_out  # receives sign(g) of each admitted image
+        n = len(scheduler.image)
+        self.labels = scheduler.labels[scheduler.image]  # the true label of each row
+        self.direction = np.zeros((n, *scheduler.images.shape[1:]), np.float32)
         self.probe_eps = np.zeros(n)  # the pending probe of each row, float32-exact
         self.outcome = _Outcome.empty(n)
         self.scan = _GridScan.empty(grid, n)
@@ -554,8 +562,8 @@ class _FgsmAttack:
             self.rows.images[self.rows.image[row]], self.direction[row], self.probe_eps[row]
         )
 
-    def record(self, row: np.ndarray, logits: np.ndarray, gradient: None = None) -> None:
-        """Logits of the pending probes of ``row`` (each row at most once)."""
+    def record(self, row: np.ndarray, logits: np.ndarray, gradient: np.ndarray | None) -> None:
+        """Logits of the pending probes of ``row`` (each row at most once); no gradient."""
         margin, label = _margin(logits, self.labels[row])
         flipped = _flips(label, self.labels[row])
         phase = self.rows.phase[row]
