@@ -19,7 +19,9 @@ WAITING, DONE = -1, -2
 
 
 class ModelCalls(Protocol):
-    """The compiled model calls the scheduler makes, ``rows`` images per call."""
+    """The compiled model calls the scheduler makes, ``rows`` images per call. ``logits`` takes
+    any number of images; so must ``logits_and_gradient`` for an attack whose probes need
+    gradients (a clean pass is at most ``batch_size`` images)."""
 
     rows: int
 
@@ -37,6 +39,7 @@ class Attack(Protocol):
     out of WAITING. ``probe_inputs`` builds the pending probe of each row; ``record`` gets its
     logits (and, when ``probe_needs_gradient``, its input gradient: the probe then costs a
     gradient call instead of a forward call) and moves the row to its next phase or to DONE.
+    An attack moves rows by setting the ``phase`` of the :class:`Scheduler` it was built on.
     """
 
     probe_needs_gradient: bool
