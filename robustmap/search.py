@@ -21,10 +21,7 @@ flipping window. The search therefore
    1e-4, or ``tol`` if larger, to ``eps_max``; neighbours 2.31x apart for eps_max = 1) upwards,
    one point per model call, and stops at the FIRST flipping grid point (the lazy scan: points
    above it are never probed, except the next one, see ``non_monotone``). A flip window (a, b)
-   within [1e-4, eps_max] with b > 2.31 a always holds a grid point; the two non-monotone
-   windows seen on EfficientNet-Lite0 (bench/search.py, 64 crops, a 241-point scan) had
-   b = 1.87 a and were both found. There, no first flip was found later than by ART's linear
-   scan with step 1e-4;
+   within [1e-4, eps_max] with b > 2.31 a always holds a grid point;
 2. refines the first flipping interval (lo not flipped, hi flipped; lo = 0 for the first grid
    point, where the clean image is correctly classified) to ``tol`` on the logit margin
    m(eps) = z_y - max_{k != y} z_k. Each probe aims at the root estimated by inverse quadratic
@@ -40,20 +37,21 @@ flipping window. The search therefore
 
 ``non_monotone`` records that THE grid point right after the first flipping one does not flip
 (False when the first flipping point is the last grid point). It costs one probe, made before
-the refinement; an image flagged before the lazy scan (some LATER grid point un-flips) but whose
-next point flips is no longer flagged, so the flag is a lower bound on non-monotone paths.
+the refinement. It is a lower bound on non-monotone paths: a path that flips at the next point
+and un-flips further up is not flagged.
 Within the first bracket the root finder finds *a* flip boundary; windows narrower than the grid
 spacing that lie wholly between two non-flipping grid points cannot be seen by any grid search.
 
-Scheduling: gradients are taken ``batch_size`` images at a time; every image in flight has
-exactly one probe pending (its next grid point, its check point, or its next refinement probe),
-and these are evaluated together, ``batch_size`` per model call, oldest images first: new images
-are admitted whenever fewer than a call's worth are pending, and probes beyond whole calls wait
-a round, so calls stay full. There is no
-Python loop over images: every step is vectorised over the images in flight. Searches of the
-same images that differ only in their weights (``minimal_epsilons``: the workflow's uniform,
-object and background searches) share each image's clean pass, since the gradient does not depend
-on the weights, and their probes fill the same model calls.
+Scheduling (:class:`robustmap.scheduler.Scheduler`, with the FGSM steps above as its attack):
+gradients are taken ``batch_size`` images at a time; every image in flight has exactly one
+probe pending (its next grid point, its check point, or its next refinement probe), and these
+are evaluated together, ``batch_size`` per model call, oldest images first: new images are
+admitted whenever fewer than a call's worth are pending, and probes beyond whole calls wait a
+round, so calls stay full. There is no Python loop over images: every step is vectorised over
+the images in flight. Searches of the same images that differ only in their weights
+(``minimal_epsilons``: the workflow's uniform, object and background searches) share each
+image's clean pass, since the gradient does not depend on the weights, and their probes fill the
+same model calls.
 
 Every probe epsilon is rounded to float32 on the host (the value the model really sees; the
 probe x(eps) is built on the host exactly as :func:`perturb` builds it), and each image's sequence
@@ -85,6 +83,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
+
+from robustmap.scheduler import DONE, Scheduler
 
 if TYPE_CHECKING:
     import keras
@@ -261,36 +261,10 @@ def minimal_epsilons(
     if sign_out is not None and sign_out.shape != images.shape:
         raise ValueError(f"sign_out must have the images' shape {images.shape}")
     compiled = _compiled(model, images.shape[1:], batch_size)
-    state = _SearchState(images, labels, list(weights.values()), grid, tol)
-    reporter = _Reporter(progress, state.size, batch_size)
-    admitted = 0
-    while True:
-        # Every unfinished row has one probe pending; admit images until they fill a model call.
-        while len(state.pending()) < compiled.rows and admitted < len(images):
-            batch = np.arange(admitted, min(admitted + batch_size, len(images)))
-            logits, gradient = compiled.logits_and_gradient(images[batch], labels[batch])
-            sign = _sign(gradient)  # once per image, shared by sign_out and every search
-            if sign_out is not None:
-                sign_out[batch] = sign
-            state.admit(batch, logits, sign)
-            admitted = batch[-1] + 1
-        probe_row = state.pending()
-        if len(probe_row) == 0:
-            break
-        # Whole calls only; the rest wait a round (a row's probes depend only on its own
-        # logits, so waiting changes no result). Past the last admission: a bucketed tail.
-        probe_row = probe_row[: len(probe_row) - len(probe_row) % compiled.rows or None]
-        logits = compiled.logits(
-            perturb(
-                images[state.image[probe_row]],
-                state.direction[probe_row],
-                state.probe_eps[probe_row],
-            )
-        )
-        state.record(probe_row, *_margin(logits, state.labels[probe_row]))
-        reporter.update(state.finished_count())
-    reporter.update(state.size, final=True)
-    return dict(zip(weights, state.results(), strict=True))
+    scheduler = Scheduler(images, labels, len(weights), batch_size, progress)
+    attack = _FgsmAttack(scheduler, list(weights.values()), grid, tol, sign_out)
+    scheduler.run(attack, compiled)
+    return dict(zip(weights, attack.results(), strict=True))
 
 
 _COMPILED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
@@ -384,9 +358,10 @@ class _Compiled:
         return self._forward[rows]
 
 
-SCAN, CHECK, REFINE, DONE = 0, 1, 2, 3
-"""Phases of a row: scanning the grid upwards; probing the grid point after its first flipping
-one (``non_monotone``); refining the first flipping interval; finished."""
+SCAN, CHECK, REFINE = 0, 1, 2
+"""The FGSM phases of a row (besides the scheduler's WAITING and DONE): scanning the grid upwards;
+probing the grid point after its first flipping one (``non_monotone``); refining the first
+flipping interval."""
 
 
 def _flips(label: np.ndarray, true_label: np.ndarray) -> np.ndarray:
@@ -401,7 +376,6 @@ class _Outcome:
 
     epsilon: np.ndarray
     adversarial_label: np.ndarray
-    passes: np.ndarray
     status: np.ndarray
     non_monotone: np.ndarray
 
@@ -410,15 +384,15 @@ class _Outcome:
         return cls(
             epsilon=np.full(n, np.inf),
             adversarial_label=np.full(n, -1, np.int64),
-            passes=np.zeros(n, np.int64),
             status=np.full(n, FLIPPED, dtype=object),
             non_monotone=np.zeros(n, bool),
         )
 
-    def results(self, searches: int) -> list[SearchResult]:
-        """One result per search (rows search * N + image), in the order of the weights."""
+    def results(self, searches: int, passes: np.ndarray) -> list[SearchResult]:
+        """One result per search (rows search * N + image), in the order of the weights;
+        ``passes``: the model passes of each row."""
         label = np.where(self.status == FLIPPED, self.adversarial_label, -1).astype(np.int64)
-        fields = (self.epsilon, label, self.passes, self.status.astype(str), self.non_monotone)
+        fields = (self.epsilon, label, passes, self.status.astype(str), self.non_monotone)
         parts = [np.split(field, searches) for field in fields]
         return [SearchResult(*(part[search] for part in parts)) for search in range(searches)]
 
@@ -494,6 +468,10 @@ class _Brackets:
         self.widths[row, -1] = hi - lo
         self.rounds[row] = 0
 
+    def set_third(self, row: np.ndarray, c: float | np.ndarray, f_c: np.ndarray) -> None:
+        """A new third interpolation point (c, f_c) for the brackets of ``row``."""
+        self.c[row], self.f_c[row] = c, f_c
+
     def step(self, row: np.ndarray, eps: np.ndarray, margin: np.ndarray, flipped) -> None:
         """The bracket step: a flipping probe lowers hi, any other raises lo; the end it
         replaces becomes the third point. ``row`` must not repeat."""
@@ -524,42 +502,50 @@ class _Brackets:
         )
 
 
-class _SearchState:
-    """S searches over N images: one row per (search, image), row = search * N + image.
+class _FgsmAttack:
+    """The FGSM search of S weightings over N images, on the rows of a :class:`Scheduler`
+    (row = search * N + image, held as ``rows``), whose phases it sets. Every method is
+    vectorised over rows.
 
-    Every method is vectorised over rows. A row is admitted with its image's clean pass (status,
-    direction), then has exactly one probe pending at a time: its next grid point (SCAN), the
-    grid point after its first flipping one (CHECK), or its next refinement probe (REFINE),
-    until it is DONE. The parts: ``scan`` (:class:`_GridScan`), ``brackets``
-    (:class:`_Brackets`), ``outcome`` (:class:`_Outcome`).
+    A row is admitted with its image's clean pass (status, direction), then has exactly one probe
+    pending at a time: its next grid point (SCAN), the grid point after its first flipping one
+    (CHECK), or its next refinement probe (REFINE), until it is DONE. A probe costs one forward
+    call. The parts: ``scan`` (:class:`_GridScan`), ``brackets`` (:class:`_Brackets`),
+    ``outcome`` (:class:`_Outcome`).
     """
 
-    def __init__(self, images, labels, weights, grid: np.ndarray, tol: float) -> None:
-        searches = len(weights)
-        self.images_count = len(images)
-        n = self.size = searches * len(images)
-        self.image = np.tile(np.arange(len(images)), searches)  # the image of each row
-        self.labels = np.tile(labels, searches)
-        self.weights, self.grid, self.tol = weights, grid, tol
-        self.direction = np.zeros((n, *images.shape[1:]), np.float32)
-        self.phase = np.full(n, DONE, np.int8)  # rows not admitted yet have nothing pending
+    probe_needs_gradient = False
+
+    def __init__(
+        self,
+        scheduler: Scheduler,
+        weights: list[np.ndarray | None],
+        grid: np.ndarray,
+        tol: float,
+        sign_out: np.ndarray | None,
+    ) -> None:
+        self.rows, self.weights, self.grid, self.tol = scheduler, weights, grid, tol
+        self.sign_out = sign_out  # receives sign(g) of each admitted image
+        n = len(scheduler.image)
+        self.labels = scheduler.labels[scheduler.image]  # the true label of each row
+        self.direction = np.zeros((n, *scheduler.images.shape[1:]), np.float32)
         self.probe_eps = np.zeros(n)  # the pending probe of each row, float32-exact
-        self.finished = np.zeros(n, bool)
         self.outcome = _Outcome.empty(n)
         self.scan = _GridScan.empty(grid, n)
         self.brackets = _Brackets.empty(n)
 
-    def admit(self, batch: np.ndarray, logits: np.ndarray, sign: np.ndarray) -> None:
-        """The clean pass of images ``batch`` (logits, and the sign of their gradient), shared by
-        their rows in every search: statuses, directions, and each searched row's first grid
-        probe."""
+    def admit(self, batch: np.ndarray, logits: np.ndarray, gradient: np.ndarray) -> None:
+        """The clean pass of images ``batch``, shared by their rows in every search: statuses,
+        directions, and each searched row's first grid probe."""
+        sign = _sign(gradient)  # once per image, shared by sign_out and every search
+        if self.sign_out is not None:
+            self.sign_out[batch] = sign
         per_search = [
             _direction(sign, _weights_slice(w, batch[0], batch[-1] + 1)) for w in self.weights
         ]
         searches = len(self.weights)
-        rows = (np.arange(searches)[:, None] * self.images_count + batch).ravel()
+        rows = self.rows.rows_of(batch)
         direction = self.direction[rows] = np.concatenate(per_search)
-        self.outcome.passes[rows] = 1
         # Rows < N are the images themselves: the margin is the image's, whatever the search.
         margin, clean_label = _margin(logits, self.labels[batch])
         misclassified = np.tile(_flips(clean_label, self.labels[batch]), searches)
@@ -570,21 +556,24 @@ class _SearchState:
         self.scan.start(rows[searched], np.tile(margin, searches)[searched])
         self._set_phase(rows[searched], SCAN, self.grid[0])
 
-    def pending(self) -> np.ndarray:
-        """Rows with a probe pending, oldest image first (they are closest to finishing)."""
-        row = np.flatnonzero(self.phase != DONE)
-        return row[np.argsort(self.image[row], kind="stable")]
+    def probe_inputs(self, row: np.ndarray) -> np.ndarray:
+        """x(eps) of the pending probe of each row."""
+        return perturb(
+            self.rows.images[self.rows.image[row]], self.direction[row], self.probe_eps[row]
+        )
 
-    def record(self, row: np.ndarray, margin: np.ndarray, label: np.ndarray) -> None:
-        """Results of the pending probes of ``row`` (each row at most once)."""
-        self.outcome.passes[row] += 1
+    def record(self, row: np.ndarray, logits: np.ndarray, gradient: np.ndarray | None) -> None:
+        """Logits of the pending probes of ``row`` (each row at most once); no gradient."""
+        margin, label = _margin(logits, self.labels[row])
         flipped = _flips(label, self.labels[row])
-        phase = self.phase[row]
-        for which, handler in ((SCAN, self._scanned), (CHECK, self._checked)):
+        phase = self.rows.phase[row]
+        for which, handler in (
+            (SCAN, self._scanned),
+            (CHECK, self._checked),
+            (REFINE, self._refined),
+        ):
             mask = phase == which
             handler(row[mask], margin[mask], label[mask], flipped[mask])
-        mask = phase == REFINE
-        self._refined(row[mask], margin[mask], label[mask], flipped[mask])
 
     def _scanned(self, row, margin, label, flipped) -> None:
         """A grid probe: below the first flip the scan moves on; the first flip opens the
@@ -612,9 +601,8 @@ class _SearchState:
         """The grid point after the first flipping one: ``non_monotone`` if it does not flip.
         A bracket from the clean image takes it as its third point."""
         self.outcome.non_monotone[row] = ~flipped
-        from_clean = row[self.scan.point[row] == 0]
-        self.brackets.c[from_clean] = self.grid[1]
-        self.brackets.f_c[from_clean] = margin[self.scan.point[row] == 0]
+        from_clean = self.scan.point[row] == 0
+        self.brackets.set_third(row[from_clean], self.grid[1], margin[from_clean])
         self._refine(row)
 
     def _refined(self, row, margin, label, flipped) -> None:
@@ -636,34 +624,16 @@ class _SearchState:
         self._set_phase(row[~stuck], REFINE, probe[~stuck])
 
     def _set_phase(self, row: np.ndarray, phase: int, probe_eps) -> None:
-        self.phase[row] = phase
+        self.rows.phase[row] = phase
         self.probe_eps[row] = probe_eps
 
     def _finish(self, row: np.ndarray, status: str, epsilon) -> None:
         self.outcome.status[row] = status
         self.outcome.epsilon[row] = epsilon
-        self.phase[row] = DONE
-        self.finished[row] = True
-
-    def finished_count(self) -> int:
-        return int(self.finished.sum())
+        self.rows.phase[row] = DONE
 
     def results(self) -> list[SearchResult]:
-        return self.outcome.results(len(self.weights))
-
-
-class _Reporter:
-    """Calls progress(done, total) each time another ``step`` rows (images) are finished."""
-
-    def __init__(self, progress, total: int, step: int) -> None:
-        self.progress, self.total, self.step, self.reported = progress, total, step, 0
-
-    def update(self, done: int, *, final: bool = False) -> None:
-        if self.progress is None or done == self.reported:
-            return
-        if final or done >= self.reported + self.step or done == self.total:
-            self.progress(done, self.total)
-            self.reported = done
+        return self.outcome.results(len(self.weights), self.rows.passes)
 
 
 def _next_probe(lo, f_lo, hi, f_hi, c, f_c, *, halved, tol) -> np.ndarray:
