@@ -1,19 +1,20 @@
 """The one compiled-call layer: every model call robustmap makes is traced here.
 
-A call runs a TensorFlow function of a batch (the model's logits, logits with the input gradient,
-or a caller's own body such as Grad-CAM) over inputs of any length, ``rows`` at a time. Each call
-has a fixed shape: ``rows`` for full chunks, and for a partial last chunk the smallest of the
-buckets ``rows``, rows/4, rows/16, ... and ``MIN_ROWS`` that holds it, zero-padded (padding rows
-are computed and dropped). Each shape is traced once. oneDNN chooses its convolution kernels by
-call shape, so a row's float32 round-off depends on the shape of the call it ran in: with fixed
-shapes, a row's result depends only on where it falls in the chunks, never on how many rows came
-before it or on the padding's values, and for models whose rows are computed independently of
-each other (every model in inference mode) not even on ``rows``. The buckets keep a last call of
-a few rows (the search's last refinement rounds) from paying for a full one.
+A call runs a TensorFlow function of a batch (a model's logits, its logits with the input
+gradient, or a caller's own body such as Grad-CAM) over inputs of any length, ``rows`` rows at a
+time. oneDNN chooses its kernels by call shape, so a row's float32 round-off depends on the shape
+of the call it runs in. Calls therefore have fixed shapes, each traced once: ``rows`` rows, and
+for a partial last chunk the smallest of the buckets ``rows``, rows/4, rows/16, ... and
+``MIN_ROWS`` that holds it, zero-padded (the padding rows are computed and dropped). The buckets
+spare a last call of a few rows (the search's last refinement rounds) the cost of a full one.
+Which shapes a row can meet is thus fixed by ``rows``: the results of a model whose rows are
+computed independently of each other do not depend on ``rows`` or on how many rows a caller
+passes, those of a real network only in round-off (docs/architecture.md).
 
-:func:`compiled` serves a model's logits and gradients, cached per model; :class:`BatchedCall`
-runs any other tensor function through the same shapes; :func:`margin` is the logit margin that
-predictions and searches report.
+:func:`compiled` serves a model's logits, and logits with the input gradient, cached per model;
+:class:`BatchedCall` runs any other tensor function, in the same shapes or (for heatmaps, whose
+stored maps came from it) in one trace of any row count; :func:`margin` is the logit margin of
+the predictions and the searches.
 """
 
 from __future__ import annotations
@@ -33,8 +34,8 @@ MIN_ROWS = 4
 """Calls never have fewer rows: oneDNN runs single-row convolutions through another kernel
 whose float32 round-off differs, which would make results depend on the batch size."""
 JIT_COMPILE = False
-"""XLA for every compiled call (read when a call shape is first traced). Off: on a CPU its code
-was slower and its results depended on the batch size (bench/README.md)."""
+"""XLA for every compiled call (read when a call shape is first traced). Off: on a CPU, XLA's
+code ran the search slower and its epsilons depended on the batch size (bench/README.md)."""
 
 InputSpec = tuple[tuple[int, ...], type]
 """The per-row shape and numpy dtype of one input of a :class:`BatchedCall`."""
@@ -60,8 +61,8 @@ class BatchedCall:
     as a tuple, rows in input order.
 
     ``fixed_shapes`` (the default): calls of the fixed shapes of the module docstring, each
-    traced once. Otherwise one trace with an unknown number of rows, and the last call has as
-    many rows as are left; a static row count lets TensorFlow build another graph, whose float32
+    traced once. Otherwise one trace with an unknown number of rows, unpadded, and the last call
+    has as many rows as are left: a static row count builds another graph, whose float32
     round-off differs, so this keeps the results of callers whose stored outputs came from such a
     trace (:mod:`robustmap.heatmaps`).
     """

@@ -57,10 +57,9 @@ on the weights, and their probes fill the same model calls.
 
 Every probe epsilon is rounded to float32 on the host (the value the model really sees; the
 probe x(eps) is built on the host exactly as :func:`perturb` builds it), and each image's sequence
-of probes depends only on its own logits. Model calls have fixed shapes (``batch_size`` rows, a
-partial last chunk padded to ``batch_size``/4^k or ``MIN_ROWS`` rows, never fewer), traced once
-and cached per model, so for models whose rows are computed independently of each other the
-epsilons do not depend on ``batch_size``.
+of probes depends only on its own logits. Model calls have fixed shapes
+(:mod:`robustmap.model_calls`), so for models whose rows are computed independently of each
+other the epsilons do not depend on ``batch_size``.
 
 Statuses
 --------
