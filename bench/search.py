@@ -282,11 +282,12 @@ def batch_size_comparison(
 
 
 def trace_every_call(model, images, labels, *, tol, batch_size) -> None:
-    """Trace the search's clean-pass call and every padded forward shape before timing."""
+    """Trace every call shape of the search's forward and clean-pass calls before timing."""
     search.minimal_epsilon(model, images[:8], labels[:8], tol=tol, batch_size=batch_size)
     compiled = model_calls.compiled(model, images.shape[1:], batch_size)
     for rows in compiled.buckets:
         compiled.logits(images[:rows])
+        compiled.logits_and_gradient(images[:rows], labels[:rows])
 
 
 def compiled_forward(model, images, batch_size):

@@ -87,7 +87,7 @@ class BatchedCall:
         for start in range(0, max(len(arrays[0]), 1), self.rows):
             chunk = [array[start : start + self.rows] for array in arrays]
             size = len(chunk[0])
-            call_rows = self.bucket(size) if self.buckets else size or MIN_ROWS
+            call_rows = self.bucket(size) if self.buckets else (size or MIN_ROWS)
             traced = self._traced_for(call_rows if self.buckets else None)
             outputs = traced(*(_pad(part, call_rows) for part in chunk))
             outputs = outputs if isinstance(outputs, tuple | list) else (outputs,)
@@ -148,8 +148,7 @@ class CompiledCalls:
     def logits_and_gradient(self, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Logits float32 [N, K] and the gradient float32 [N, H, W, C] of the softmax
         cross-entropy of each image's logits and its label ``y`` (int [N]) by its pixels."""
-        z, gradient = self._logits_and_gradient(x, y)
-        return z, gradient
+        return self._logits_and_gradient(x, y)
 
 
 _COMPILED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
