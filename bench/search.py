@@ -16,14 +16,14 @@ embedded photos that the model classifies correctly. Printed:
 The slow baselines (eager loop, ART) run on a subset and are extrapolated per image; the output
 says so. Timings exclude one-time tracing (every timed function is warmed up first).
 
-With ``--xla`` it prints only the ``search.JIT_COMPILE`` comparison instead: the same search
+With ``--xla`` it prints only the ``model_calls.JIT_COMPILE`` comparison instead: the same search
 on fresh copies of the model without and with XLA, first call (tracing and compiling included)
 and a repeat, the epsilons' largest difference between the two, and whether the XLA search gives
 the same epsilons at another batch size.
 
     python bench/search.py            # 48 images
     python bench/search.py --quick    # fewer images and smaller baseline subsets
-    python bench/search.py --xla      # search.JIT_COMPILE off against on
+    python bench/search.py --xla      # model_calls.JIT_COMPILE off against on
     python bench/search.py --batch-sizes 4 8 16 32 64   # the workflow's search job per size
 
 With ``--batch-sizes`` it prints only the workflow's search job (uniform, object and background
@@ -45,7 +45,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from robustmap import embedded, heatmaps, measure, models, search  # noqa: E402
+from robustmap import embedded, heatmaps, measure, model_calls, models, search  # noqa: E402
 
 STUDY_TOL = 1e-5
 ART_STEP = 1e-4
@@ -125,7 +125,9 @@ def parse_args() -> argparse.Namespace:
         "--batch-size", type=int, default=16, help="the workflow's default search.batch_size"
     )
     parser.add_argument("--quick", action="store_true", help="16 images, small subsets")
-    parser.add_argument("--xla", action="store_true", help="only: search.JIT_COMPILE off vs on")
+    parser.add_argument(
+        "--xla", action="store_true", help="only: model_calls.JIT_COMPILE off vs on"
+    )
     parser.add_argument(
         "--batch-sizes", type=int, nargs="+", help="only: the search job at these batch sizes"
     )
@@ -198,13 +200,13 @@ def best_of(repeats: int, function, *args, **kwargs) -> dict:
 def xla_comparison(images: np.ndarray, labels: np.ndarray, batch_size: int) -> None:
     """The uniform search (tol 1e-5) without and with XLA, each on a fresh model (fresh traces).
 
-    ``search.JIT_COMPILE`` is read when a model's calls are first traced, and traces are cached
-    per model object, so each setting gets its own ``models.load``.
+    ``model_calls.JIT_COMPILE`` is read when a model's calls are first traced, and traces are
+    cached per model object, so each setting gets its own ``models.load``.
     """
     runs = {}
     other = 64 if batch_size != 64 else 16
     for jit in (False, True):
-        search.JIT_COMPILE = jit
+        model_calls.JIT_COMPILE = jit
         model = models.load("efficientnet_lite0")
         first = timed(
             search.minimal_epsilon, model, images, labels, tol=1e-5, batch_size=batch_size
@@ -217,7 +219,7 @@ def xla_comparison(images: np.ndarray, labels: np.ndarray, batch_size: int) -> N
             other_batch = search.minimal_epsilon(
                 model, images, labels, tol=1e-5, batch_size=other
             ).epsilon
-    search.JIT_COMPILE = False
+    model_calls.JIT_COMPILE = False
     print(f"{len(images)} images, uniform search, tol 1e-5, batch {batch_size}")
     for jit, (first_s, repeat_s, _) in runs.items():
         print(
@@ -280,11 +282,12 @@ def batch_size_comparison(
 
 
 def trace_every_call(model, images, labels, *, tol, batch_size) -> None:
-    """Trace the search's clean-pass call and every padded forward shape before timing."""
+    """Trace every call shape of the search's forward and clean-pass calls before timing."""
     search.minimal_epsilon(model, images[:8], labels[:8], tol=tol, batch_size=batch_size)
-    compiled = search._compiled(model, images.shape[1:], batch_size)
+    compiled = model_calls.compiled(model, images.shape[1:], batch_size)
     for rows in compiled.buckets:
         compiled.logits(images[:rows])
+        compiled.logits_and_gradient(images[:rows], labels[:rows])
 
 
 def compiled_forward(model, images, batch_size):
@@ -301,7 +304,7 @@ def compiled_gradient(model, images, labels, batch_size):
     The very call (logits and input gradient, same trace) that ``minimal_epsilon`` makes once per
     ``batch_size`` images, so the split of (d) charges the clean passes what they really cost.
     """
-    clean_pass = search._compiled(model, images.shape[1:], batch_size).logits_and_gradient
+    clean_pass = model_calls.compiled(model, images.shape[1:], batch_size).logits_and_gradient
     batch = np.resize(images, (batch_size, *images.shape[1:]))
     batch_labels = np.resize(labels, batch_size)
     return per_rows(lambda: clean_pass(batch, batch_labels), batch_size)

@@ -3,7 +3,7 @@
 All maps are float32 ``[N, H, W]`` at the input image size and keep their raw magnitude; scale
 them only for display (:func:`normalise_for_display`) or for the search weights
 (:func:`object_weights`). Gradients are taken of LOGITS (never of softmax outputs), in inference
-mode, batched through a ``tf.function``.
+mode, in the fixed-shape calls of :class:`robustmap.model_calls.BatchedCall`.
 
 Models are flat Functional Keras models mapping NHWC float32 images in [0, 1] to logits
 ``[N, classes]``.
@@ -15,11 +15,11 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from robustmap import model_calls
 from robustmap.compactness import threshold_value
 
 if TYPE_CHECKING:
     import keras
-    import tensorflow as tf
 
 # TensorFlow and Keras are imported by the functions that run a model: the search weights
 # (:func:`object_weights`) are numpy, and jobs that only build them start without TensorFlow.
@@ -57,7 +57,6 @@ def gradcam(
     probe = keras.Model(model.inputs, [model.get_layer(layer).output, model.output])
     image_size = images.shape[1:3]
 
-    @tf.function(input_signature=_signatures(images))
     def cam_batch(batch: tf.Tensor, batch_labels: tf.Tensor) -> tf.Tensor:
         with tf.GradientTape() as tape:
             activations, logits = probe(batch, training=False)
@@ -69,7 +68,7 @@ def gradcam(
         cams = tf.nn.relu(tf.reduce_sum(channel_weights * activations, axis=-1, keepdims=True))
         return tf.image.resize(cams, image_size, method="bilinear")[..., 0]
 
-    return _batched(cam_batch, images, labels, batch_size)
+    return _batched(cam_batch, images, batch_size)(images, labels)[0]
 
 
 def saliency(
@@ -113,7 +112,6 @@ def saliency(
     if smoothgrad_samples < 0 or noise_sigma < 0:
         raise ValueError("smoothgrad_samples and noise_sigma must be nonnegative")
 
-    @tf.function(input_signature=_signatures(images))
     def saliency_batch(batch: tf.Tensor, batch_labels: tf.Tensor) -> tf.Tensor:
         with tf.GradientTape() as tape:
             tape.watch(batch)
@@ -122,12 +120,13 @@ def saliency(
         gradients = tape.gradient(losses, batch)
         return tf.reduce_max(tf.abs(gradients), axis=-1)
 
+    call = _batched(saliency_batch, images, batch_size)
     if smoothgrad_samples == 0:
-        return _batched(saliency_batch, images, labels, batch_size)
+        return call(images, labels)[0]
     total = np.zeros(images.shape[:3], dtype=np.float64)
     for sample in range(smoothgrad_samples):
         noisy = images + _smoothgrad_noise(images.shape, seed=seed, sample=sample) * noise_sigma
-        total += _batched(saliency_batch, noisy.astype(np.float32), labels, batch_size)
+        total += call(noisy.astype(np.float32), labels)[0]
     return (total / smoothgrad_samples).astype(np.float32)
 
 
@@ -209,27 +208,12 @@ def _checked_inputs(
     return images, labels.astype(np.int32)
 
 
-def _signatures(images: np.ndarray) -> tuple[tf.TensorSpec, tf.TensorSpec]:
-    """One trace for every batch size (the last batch is usually smaller)."""
-    import tensorflow as tf
-
-    return (
-        tf.TensorSpec((None, *images.shape[1:]), tf.float32),
-        tf.TensorSpec((None,), tf.int32),
-    )
-
-
-def _batched(function, images: np.ndarray, labels: np.ndarray, batch_size: int) -> np.ndarray:
-    """Apply ``function(images, labels) -> [b, H, W]`` batch by batch; float32 ``[N, H, W]``."""
-    import tensorflow as tf
-
-    maps = np.empty(images.shape[:3], dtype=np.float32)
-    for start in range(0, len(images), batch_size):
-        stop = start + batch_size
-        maps[start:stop] = function(
-            tf.constant(images[start:stop]), tf.constant(labels[start:stop])
-        ).numpy()
-    return maps
+def _batched(body, images: np.ndarray, batch_size: int) -> model_calls.BatchedCall:
+    """``body(images, labels) -> [b, H, W]`` over images shaped like ``images``, ``batch_size``
+    per call. Not fixed shapes: every stored map came from a trace of any row count, and fixed
+    shapes would change nearly all of them in float32 round-off, and every table built on them."""
+    inputs = [(images.shape[1:], np.float32), ((), np.int32)]
+    return model_calls.BatchedCall(body, inputs, batch_size, fixed_shapes=False)
 
 
 def _smoothgrad_noise(shape: tuple[int, ...], *, seed: int, sample: int) -> np.ndarray:

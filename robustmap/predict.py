@@ -14,9 +14,8 @@ from collections.abc import Callable
 import keras
 import numpy as np
 import pandas as pd
-import tensorflow as tf
 
-from robustmap import classes
+from robustmap import classes, model_calls
 from robustmap.dataset import READABLE_STATUSES, SCOREABLE_STATUSES, load_images
 
 TOP_K = 5
@@ -30,26 +29,22 @@ def logits_in_batches(
     batch_size: int,
     progress: Callable[[int, int], None] | None = None,
 ) -> np.ndarray:
-    """Logits of ``model`` for ``images``.
+    """Logits of ``model`` for ``images``, ``batch_size`` per call (shapes:
+    :mod:`robustmap.model_calls`).
 
     Args:
         images: float32 [N, H, W, 3] in [0, 1].
     Returns:
-        float32 [N, C]. The last batch is padded to ``batch_size`` so the compiled function
-        traces once and every image sees the same kernels whatever N is.
+        float32 [N, C].
     """
-    forward = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
+    calls = model_calls.compiled(model, images.shape[1:], batch_size)
     n = len(images)
     outputs = []
     for start in range(0, n, batch_size):
-        chunk = images[start : start + batch_size]
-        padded = np.concatenate([chunk, np.repeat(chunk[-1:], batch_size - len(chunk), 0)])
-        outputs.append(forward(tf.constant(padded, tf.float32)).numpy()[: len(chunk)])
+        outputs.append(calls.logits(images[start : start + batch_size]))
         if progress is not None:
             progress(min(start + batch_size, n), n)
-    if not outputs:
-        return np.zeros((0, int(model.output_shape[-1])), np.float32)
-    return np.concatenate(outputs)
+    return np.concatenate(outputs) if outputs else calls.logits(images)
 
 
 def prediction_table(
@@ -76,7 +71,10 @@ def prediction_table(
     truth = labels["imagenet_index"].to_numpy(dtype="float64", na_value=np.nan)
     scoreable = readable & labels["status"].isin(SCOREABLE_STATUSES).to_numpy() & ~np.isnan(truth)
     scored = scoreable[readable]  # positions in ``logits`` of the scoreable rows
-    margin[np.flatnonzero(readable)[scored]] = _margins(logits[scored], truth[readable][scored])
+    # In the logits' dtype (float32 from the model), as the table has always held it.
+    margin[np.flatnonzero(readable)[scored]] = model_calls.margin(
+        logits[scored], truth[readable][scored], dtype=logits.dtype
+    )[0]
     frame = pd.DataFrame(
         {
             "image_id": labels["image_id"].to_numpy(),
@@ -100,15 +98,6 @@ def prediction_table(
         dtype="boolean",
     )
     return frame
-
-
-def _margins(logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    """True-class logit minus the best other logit, per row of ``logits`` [N, C]."""
-    rows = np.arange(len(logits))
-    columns = labels.astype(np.int64)
-    others = logits.copy()
-    others[rows, columns] = -np.inf
-    return logits[rows, columns] - others.max(axis=1, initial=-np.inf)
 
 
 def accuracy(predictions: pd.DataFrame) -> dict:

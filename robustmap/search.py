@@ -55,10 +55,9 @@ same model calls.
 
 Every probe epsilon is rounded to float32 on the host (the value the model really sees; the
 probe x(eps) is built on the host exactly as :func:`perturb` builds it), and each image's sequence
-of probes depends only on its own logits. Model calls have fixed shapes (``batch_size`` rows, a
-partial last chunk padded to ``batch_size``/4^k or ``MIN_ROWS`` rows, never fewer), traced once
-and cached per model, so for models whose rows are computed independently of each other the
-epsilons do not depend on ``batch_size``.
+of probes depends only on its own logits. Model calls have fixed shapes
+(:mod:`robustmap.model_calls`), so for models whose rows are computed independently of each
+other the epsilons do not depend on ``batch_size``.
 
 Statuses
 --------
@@ -76,7 +75,6 @@ in one call), then one per grid point up to the first flipping one, one for the 
 
 from __future__ import annotations
 
-import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -84,6 +82,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from robustmap import model_calls
 from robustmap.scheduler import DONE, Scheduler
 
 if TYPE_CHECKING:
@@ -171,7 +170,7 @@ def fgsm_direction(
 ) -> np.ndarray:
     """d = sign(d CE(f(x), y) / dx) * w, float32 [N, H, W, C]; gradient taken on the logits."""
     images, labels = _checked_inputs(images, labels)
-    compiled = _compiled(model, images.shape[1:], batch_size)
+    compiled = model_calls.compiled(model, images.shape[1:], batch_size)
     directions = np.empty_like(images)
     for start in range(0, len(images), batch_size):
         stop = min(start + batch_size, len(images))
@@ -260,102 +259,11 @@ def minimal_epsilons(
     grid = default_grid(eps_max=eps_max, tol=tol) if grid is None else _checked_grid(grid, eps_max)
     if sign_out is not None and sign_out.shape != images.shape:
         raise ValueError(f"sign_out must have the images' shape {images.shape}")
-    compiled = _compiled(model, images.shape[1:], batch_size)
+    compiled = model_calls.compiled(model, images.shape[1:], batch_size)
     scheduler = Scheduler(images, labels, len(weights), batch_size, progress)
     attack = _FgsmAttack(scheduler, list(weights.values()), grid, tol, sign_out)
     scheduler.run(attack, compiled)
     return dict(zip(weights, attack.results(), strict=True))
-
-
-_COMPILED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-JIT_COMPILE = False
-"""XLA for the compiled calls (read when a model's calls are first traced). Off: on the 2-core
-CPU it was measured on, XLA's code ran the search 8.3x slower and its epsilons depended on the
-batch size (bench/README.md)."""
-MIN_ROWS = 4
-"""Model calls never have fewer rows: oneDNN runs single-row convolutions through another kernel
-whose float32 round-off differs, which would make epsilons depend on the batch size."""
-
-
-def _compiled(model: keras.Model, image_shape: tuple[int, ...], batch_size: int) -> _Compiled:
-    """The compiled calls for this model and shape, traced once and reused by later searches."""
-    per_model = _COMPILED.setdefault(model, {})
-    key = (tuple(image_shape), max(batch_size, MIN_ROWS))
-    if key not in per_model:
-        per_model[key] = _Compiled(weakref.ref(model), image_shape, key[1])
-    return per_model[key]
-
-
-class _Compiled:
-    """Compiled model calls with fixed input shapes (one trace per shape, cached per model).
-
-    Gradients take ``rows`` images; forward calls take ``rows`` images, or for a last partial
-    chunk the smallest of rows/4, rows/16, ... and MIN_ROWS that holds it, zero-padded.
-    The model is held by a weak reference so that the cache does not keep it alive.
-    """
-
-    def __init__(self, model_ref: weakref.ref, image_shape: tuple[int, ...], rows: int) -> None:
-        import tensorflow as tf
-
-        self.rows = rows
-        self.image_shape = tuple(image_shape)
-        self.buckets = [rows]
-        while self.buckets[-1] // 4 >= MIN_ROWS:
-            self.buckets.append(self.buckets[-1] // 4)
-        if self.buckets[-1] > MIN_ROWS:
-            # The last rounds often refine one or two images: pad them to MIN_ROWS, not more.
-            self.buckets.append(MIN_ROWS)
-        self._model_ref = model_ref
-        self._forward: dict[int, Callable] = {}
-        images = tf.TensorSpec([rows, *image_shape], tf.float32)
-
-        # autograph=False: straight-line graphs, nothing for AutoGraph to convert.
-        @tf.function(
-            input_signature=[images, tf.TensorSpec([rows], tf.int32)],
-            autograph=False,
-            jit_compile=JIT_COMPILE,
-        )
-        def logits_and_gradient(x, y):
-            with tf.GradientTape(watch_accessed_variables=False) as tape:
-                tape.watch(x)
-                logits = tf.cast(model_ref()(x, training=False), tf.float32)
-                # Sum of per-image losses: each image's gradient is its own loss's gradient.
-                loss = tf.reduce_sum(
-                    tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=logits)
-                )
-            return logits, tape.gradient(loss, x)
-
-        self._logits_and_gradient = logits_and_gradient
-
-    def logits_and_gradient(self, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Clean logits float32 [n, K] and CE gradient float32 [n, H, W, C] for n <= rows images."""
-        n = len(x)
-        y = _pad(y.astype(np.int32), self.rows)
-        logits, gradient = self._logits_and_gradient(_pad(x, self.rows), y)
-        return logits.numpy()[:n], gradient.numpy()[:n]
-
-    def logits(self, x: np.ndarray) -> np.ndarray:
-        """Logits float32 [P, K] of P images, in full chunks of ``rows`` and one bucketed tail."""
-        out = []
-        for start in range(0, len(x), self.rows):
-            chunk = x[start : start + self.rows]
-            rows = min(b for b in self.buckets if b >= len(chunk))
-            out.append(self._forward_for(rows)(_pad(chunk, rows)).numpy()[: len(chunk)])
-        return np.concatenate(out)
-
-    def _forward_for(self, rows: int) -> Callable:
-        if rows not in self._forward:
-            import tensorflow as tf
-
-            spec = tf.TensorSpec([rows, *self.image_shape], tf.float32)
-            model_ref = self._model_ref
-
-            @tf.function(input_signature=[spec], autograph=False, jit_compile=JIT_COMPILE)
-            def forward(x):
-                return tf.cast(model_ref()(x, training=False), tf.float32)
-
-            self._forward[rows] = forward
-        return self._forward[rows]
 
 
 SCAN, CHECK, REFINE = 0, 1, 2
@@ -547,7 +455,7 @@ class _FgsmAttack:
         rows = self.rows.rows_of(batch)
         direction = self.direction[rows] = np.concatenate(per_search)
         # Rows < N are the images themselves: the margin is the image's, whatever the search.
-        margin, clean_label = _margin(logits, self.labels[batch])
+        margin, clean_label = model_calls.margin(logits, self.labels[batch])
         misclassified = np.tile(_flips(clean_label, self.labels[batch]), searches)
         zero = ~misclassified & ~direction.reshape(len(rows), -1).any(axis=1)
         self._finish(rows[misclassified], MISCLASSIFIED_AT_START, np.nan)
@@ -564,7 +472,7 @@ class _FgsmAttack:
 
     def record(self, row: np.ndarray, logits: np.ndarray, gradient: np.ndarray | None) -> None:
         """Logits of the pending probes of ``row`` (each row at most once); no gradient."""
-        margin, label = _margin(logits, self.labels[row])
+        margin, label = model_calls.margin(logits, self.labels[row])
         flipped = _flips(label, self.labels[row])
         phase = self.rows.phase[row]
         for which, handler in (
@@ -664,16 +572,6 @@ def _next_probe(lo, f_lo, hi, f_hi, c, f_c, *, halved, tol) -> np.ndarray:
     return _as_float32_exact(probe)
 
 
-def _margin(logits: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """m = z_y - max_{k != y} z_k (float64 [P]) and argmax z (int64 [P])."""
-    logits = logits.astype(np.float64)
-    rows = np.arange(len(labels))
-    true_logit = logits[rows, labels]
-    others = logits.copy()
-    others[rows, labels] = -np.inf
-    return true_logit - others.max(axis=1), logits.argmax(axis=1).astype(np.int64)
-
-
 def _sign(gradient: np.ndarray) -> np.ndarray:
     """sign(g), float32 (exactly -1, 0 or 1)."""
     return np.sign(gradient).astype(np.float32)
@@ -722,11 +620,3 @@ def _float32_on_side(eps: np.ndarray, *, below: bool) -> np.ndarray:
 def _as_float32_exact(eps: np.ndarray) -> np.ndarray:
     """Round to the nearest float32, kept as float64: the epsilon the model actually sees."""
     return np.asarray(eps, dtype=np.float32).astype(np.float64)
-
-
-def _pad(array: np.ndarray, rows: int) -> np.ndarray:
-    """Pad axis 0 with zeros to ``rows`` so every compiled call has the same shape."""
-    missing = rows - len(array)
-    if missing == 0:
-        return array
-    return np.concatenate([array, np.zeros((missing, *array.shape[1:]), array.dtype)])

@@ -63,6 +63,8 @@ def test_logits_in_batches_pads_the_last_batch_without_changing_results():
     whole = model.predict(images, verbose=0)
     np.testing.assert_allclose(batched, whole, rtol=1e-5, atol=1e-6)
     assert seen == [(3, 7), (6, 7), (7, 7)]
+    empty = predict.logits_in_batches(model, images[:0], batch_size=3)
+    assert empty.shape == (0, 6) and empty.dtype == np.float32
 
 
 def test_shards_hold_every_correct_image_once_in_fixed_sizes():

@@ -4,7 +4,7 @@ import keras
 import numpy as np
 import pytest
 
-from robustmap import search
+from robustmap import model_calls, search
 
 SHAPE = (6, 6, 3)
 PIXELS = int(np.prod(SHAPE))
@@ -394,7 +394,7 @@ def test_searches_run_together_equal_each_search_run_alone():
 
 def test_searches_run_together_take_one_clean_pass_per_image(monkeypatch):
     model, _, _, images, labels = random_linear_problem(12, n=9)
-    compiled = search._compiled(model, images.shape[1:], 4)
+    compiled = model_calls.compiled(model, images.shape[1:], 4)
     cleaned = []
     original = compiled.logits_and_gradient
 
@@ -423,7 +423,7 @@ def test_searches_run_together_take_one_clean_pass_per_image(monkeypatch):
 def full_scan(model: keras.Model, images: np.ndarray, labels: np.ndarray, grid: np.ndarray):
     """Flips at EVERY grid point, bool [N, K], through the search's own compiled model calls."""
     directions = search.fgsm_direction(model, images, labels, batch_size=8)
-    compiled = search._compiled(model, images.shape[1:], 8)
+    compiled = model_calls.compiled(model, images.shape[1:], 8)
     return np.stack(
         [
             compiled.logits(search.perturb(images, directions, eps)).argmax(axis=1) != labels
@@ -458,7 +458,7 @@ def assert_lazy_scan_matches_full_scan(model, images, labels, *, eps_max: float)
     assert np.all(result.forward_passes[flipped] >= scanned + (eps - below > TOL))
     directions = search.fgsm_direction(model, images[flipped], labels[flipped])
     adversarial = search.perturb(images[flipped], directions, eps)
-    compiled = search._compiled(model, images.shape[1:], 8)
+    compiled = model_calls.compiled(model, images.shape[1:], 8)
     assert np.all(compiled.logits(adversarial).argmax(axis=1) != labels[flipped])
 
 
@@ -500,7 +500,7 @@ def test_lazy_scan_finds_the_full_scans_first_flip_on_a_real_model():
             crops.append(skimage.transform.resize(crop, (64, 64), anti_aliasing=True))
     images = np.clip(np.stack(crops), 0.0, 1.0).astype(np.float32)
     model = models.load("efficientnet_lite0")
-    labels = search._compiled(model, images.shape[1:], 8).logits(images).argmax(axis=1)
+    labels = model_calls.compiled(model, images.shape[1:], 8).logits(images).argmax(axis=1)
 
     assert_lazy_scan_matches_full_scan(model, images, labels, eps_max=1.0)
 
