@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 import sklearn.metrics
 
-from robustmap.localisation import SCORES, box_masks, localisation_scores
+from robustmap.localisation import box_masks, localisation_scores
+from robustmap.schema import LOCALISATION_SCORES
 
 BOX = np.array([[2, 1, 4, 3]])  # x0, y0, x1, y1 inclusive: columns 2..4, rows 1..3 (9 pixels)
 SHAPE = (6, 8)  # H, W
@@ -74,7 +75,7 @@ def test_auc_and_rank_accuracy_on_random_maps_match_independent_computations():
             top = np.argsort(-(heat[k].ravel() + jitter))[:size]
             draws.append(masks[k].ravel()[top].mean())
         assert table.loc[k, "rank_accuracy"] == pytest.approx(np.mean(draws), abs=0.02)
-    assert list(table.columns) == list(SCORES)
+    assert list(table.columns) == list(LOCALISATION_SCORES)
 
 
 @pytest.mark.parametrize("box", [[4, 1, 2, 3], [0, 0, 8, 3], [-1, 0, 2, 2], [0, 3, 2, 6]], ids=str)
