@@ -414,7 +414,12 @@ def paired_searches_figure(per_image_table: pd.DataFrame, *, max_lines: int = 30
     images.
     """
     models = _models(per_image_table)
-    found = searched(per_image_table, SEARCH_KINDS)
+    # a search whose every image is undefined (no human box anywhere) has nothing to pair
+    found = [
+        search
+        for search in searched(per_image_table, SEARCH_KINDS)
+        if per_image_table[search_column("epsilon", search)].notna().any()
+    ]
     figure = new_figure(3.4 * max(len(models), 1), 3.6)
     axes = figure.subplots(1, max(len(models), 1), squeeze=False)[0]
     figure.suptitle("Paired minimal epsilons across searches (images flipped in every search)")
