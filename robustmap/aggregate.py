@@ -45,9 +45,10 @@ def per_image(
     """One row per model and label-table row: label, prediction, epsilons and compactness.
 
     Columns: ``model``; every label column; the prediction fields (``top1`` .. ``top5``,
-    ``logit_margin``, ``correct``, ``in_top5``); for each search kind ``epsilon_<kind>``,
-    ``search_status_<kind>``, ``adversarial_label_<kind>``, ``forward_passes_<kind>`` and
-    ``non_monotone_<kind>`` (null where the image was not searched); for each heatmap kind and
+    ``logit_margin``, ``correct``, ``in_top5``); for each search (:func:`robustmap.schema.
+    wide_searches`; for FGSM ``epsilon_<kind>``, ``search_status_<kind>``,
+    ``adversarial_label_<kind>``, ``forward_passes_<kind>``, ``non_monotone_<kind>``, ...) its
+    fields (null where the image was not searched); for each heatmap kind and
     compactness score ``<heatmap>_<score>`` (e.g. ``gradcam_gini``), plus the saliency-vs-Grad-CAM
     agreement ``heatmap_spearman`` and ``heatmap_iou_top20``; with ``localisation_by_model``, each
     localisation score against the human box as ``loc_<heatmap>_<score>`` (e.g.

@@ -36,11 +36,12 @@ def robustness(
         sorted by model, search and epsilon.
     """
     steps = _robustness_steps(eps_max)
+    found = searched(per_image_table, SEARCH_KINDS)
     rows = []
     for model, images in per_image_table.groupby("model", sort=True):
         scored = images[images["correct"].notna()]
         correct = scored["correct"].astype(bool).to_numpy()
-        for search in searched(per_image_table, SEARCH_KINDS):
+        for search in found:
             # an image without a human box has no box-search epsilon: unknown, not a failure
             column = search_column("status", search)
             known = (

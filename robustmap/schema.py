@@ -103,6 +103,7 @@ COMPACTNESS_SCORES = (
 )
 AGREEMENT_COLUMNS = ("spearman", "iou_top20")
 """Saliency-vs-Grad-CAM agreement, repeated on both heatmap rows of an image."""
+COMPACTNESS_COLUMNS = ("image_id", "heatmap", *COMPACTNESS_SCORES, *AGREEMENT_COLUMNS)
 BOX_FRACTION = "box_fraction"
 LOCALISATION_SCORES = ("pointing_hit", "energy_in_box", "rank_accuracy", "auc", BOX_FRACTION)
 HEATMAP_LOCALISATION_SCORES = LOCALISATION_SCORES[:-1]  # box_fraction describes the box

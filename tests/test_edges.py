@@ -46,19 +46,7 @@ def test_empty_search_and_compactness_tables_keep_every_column():
     epsilons = epsilon_table.merge_searches([], pd.DataFrame({"image_id": [], "shard": []}))
     assert list(epsilons.columns) == schema.SEARCH_COLUMNS and len(epsilons) == 0
     compactness = measure.compactness_table([], threshold="otsu")
-    assert list(compactness.columns) == [
-        "image_id",
-        "heatmap",
-        "gini",
-        "entropy",
-        "share_50",
-        "share_90",
-        "concentration_auc",
-        "spread",
-        "components",
-        "spearman",
-        "iou_top20",
-    ]
+    assert list(compactness.columns) == list(schema.COMPACTNESS_COLUMNS)
     assert len(compactness) == 0
     assert epsilon_table.extreme_images(epsilons, count=3).empty
 
