@@ -18,7 +18,7 @@ from pathlib import Path
 
 import yaml
 
-from robustmap import figures, kinds, tables
+from robustmap import figures, kinds, schema, tables
 
 REPO = Path(__file__).resolve().parent.parent
 TABLES = ("per_image", "per_class", "per_model", "statistics", "robustness", "localisation")
@@ -28,7 +28,7 @@ def main() -> None:
     args = parse_args()
     config = yaml.safe_load((REPO / "config.yaml").read_text())
     frames = [tables.read_parquet(args.results / "tables" / f"{name}.parquet") for name in TABLES]
-    searches = [kind for kind in kinds.SEARCH_KINDS if f"epsilon_{kind}" in frames[0].columns]
+    searches = [search.name for search in schema.searched(frames[0], kinds.SEARCH_KINDS)]
     builders = figures.figure_builders(
         *frames, searches=searches, eps_max=config["search"]["eps_max"]
     )

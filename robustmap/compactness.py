@@ -48,15 +48,7 @@ import scipy.ndimage
 import scipy.stats
 import skimage.filters
 
-SCORE_NAMES = (
-    "gini",
-    "entropy",
-    "share_50",
-    "share_90",
-    "concentration_auc",
-    "spread",
-    "components",
-)
+from robustmap.schema import COMPACTNESS_SCORES as SCORE_NAMES
 
 THRESHOLD_METHODS = {
     "otsu": skimage.filters.threshold_otsu,

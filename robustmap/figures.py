@@ -21,10 +21,19 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from robustmap import tables
-from robustmap.aggregate import CUSTOMARY_STEPS, MIN_CLASS_IMAGES
+from robustmap.aggregate import MIN_CLASS_IMAGES
 from robustmap.figure_registry import figure_files
-from robustmap.kinds import HEATMAP_KINDS, SEARCH_COLOURS, search_order
-from robustmap.statistics import SIGNIFICANCE, localisation_columns
+from robustmap.kinds import HEATMAP_KINDS, SEARCH_COLOURS, SEARCH_KINDS, search_order
+from robustmap.robustness import CUSTOMARY_STEPS
+from robustmap.schema import (
+    COMPACTNESS_SCORES,
+    HEATMAP_LOCALISATION_SCORES,
+    heatmap_column,
+    localisation_column,
+    search_column,
+    searched,
+)
+from robustmap.statistics import SIGNIFICANCE, UNIFORM_EPSILON
 
 CENSORED_COLOUR = "#CC79A7"
 HEATMAP_COLOURS = {"gradcam": "#D55E00", "saliency": "#0072B2"}
@@ -362,14 +371,14 @@ def epsilon_ecdf_figure(per_image_table: pd.DataFrame, *, eps_max: float) -> Fig
     figure = new_figure(4.2 * columns, 3.2 * rows_n + 0.4)
     axes = figure.subplots(rows_n, columns, squeeze=False).ravel()
     figure.suptitle("Distribution of the minimal epsilon (ECDF; censored images never reach it)")
-    kinds = _kinds(per_image_table)
+    found = searched(per_image_table, SEARCH_KINDS)
     for ax, model in zip(axes, models, strict=False):
         images = per_image_table[per_image_table["model"] == model]
         if not images["correct"].fillna(False).astype(bool).any():
             _empty(ax, f"{model}: {NO_CORRECT}")
             continue
-        for kind in kinds:
-            epsilon = images[f"epsilon_{kind}"].dropna().to_numpy(dtype=float)
+        for search in found:
+            epsilon = images[search_column("epsilon", search)].dropna().to_numpy(dtype=float)
             if epsilon.size == 0:
                 continue
             flipped = np.sort(epsilon[np.isfinite(epsilon)])
@@ -379,8 +388,8 @@ def epsilon_ecdf_figure(per_image_table: pd.DataFrame, *, eps_max: float) -> Fig
                 np.concatenate([flipped, [eps_max]]),
                 np.concatenate([share, [share[-1] if share.size else 0.0]]),
                 where="post",
-                color=SEARCH_COLOURS.get(kind, "0.5"),
-                label=f"{kind} (n={epsilon.size}, censored {censored:.0%})",
+                color=SEARCH_COLOURS.get(search.kind, "0.5"),
+                label=f"{search.name} (n={epsilon.size}, censored {censored:.0%})",
             )
         ax.set_xscale("log")
         ax.set_ylim(0, 1.02)
@@ -397,42 +406,39 @@ def epsilon_ecdf_figure(per_image_table: pd.DataFrame, *, eps_max: float) -> Fig
     return figure
 
 
-def _kinds(per_image_table: pd.DataFrame) -> list[str]:
-    present = [
-        column.removeprefix("epsilon_")
-        for column in per_image_table.columns
-        if column.startswith("epsilon_") and per_image_table[column].notna().any()
-    ]
-    return search_order(present)
-
-
 def paired_searches_figure(per_image_table: pd.DataFrame, *, max_lines: int = 300) -> Figure:
-    """Uniform vs object vs background epsilons of the same images, one panel per model.
+    """The minimal epsilons of the same images in every search, one panel per model.
 
     Grey lines join the epsilons of one image across searches (images flipped in every search;
     at most ``max_lines`` evenly spaced ones drawn); black markers are the medians over all such
     images.
     """
     models = _models(per_image_table)
-    kinds = _kinds(per_image_table)
+    # a search whose every image is undefined (no human box anywhere) has nothing to pair
+    found = [
+        search
+        for search in searched(per_image_table, SEARCH_KINDS)
+        if per_image_table[search_column("epsilon", search)].notna().any()
+    ]
     figure = new_figure(3.4 * max(len(models), 1), 3.6)
     axes = figure.subplots(1, max(len(models), 1), squeeze=False)[0]
     figure.suptitle("Paired minimal epsilons across searches (images flipped in every search)")
     for ax, model in zip(axes, models, strict=False):
         values = per_image_table.loc[
-            per_image_table["model"] == model, [f"epsilon_{k}" for k in kinds]
+            per_image_table["model"] == model, [search_column("epsilon", s) for s in found]
         ].to_numpy(dtype=float)
-        paired = values[np.isfinite(values).all(axis=1)] if len(kinds) > 1 else values[:0]
+        paired = values[np.isfinite(values).all(axis=1)] if len(found) > 1 else values[:0]
         if paired.size == 0:
             _empty(ax, _no_epsilon(per_image_table, model, "no image flipped in every search"))
             continue
         shown = paired[np.unique(np.linspace(0, len(paired) - 1, max_lines).astype(int))]
-        x = np.arange(len(kinds))
+        x = np.arange(len(found))
         ax.plot(x, shown.T, color="0.55", alpha=0.35, lw=0.7, rasterized=True)
         ax.plot(x, np.median(paired, axis=0), "o-", color="black", lw=2, label="median")
-        for position, kind in enumerate(kinds):
-            ax.plot(position, np.median(paired[:, position]), "o", ms=8, color=SEARCH_COLOURS[kind])
-        ax.set_xticks(x, kinds)
+        for position, search in enumerate(found):
+            colour = SEARCH_COLOURS[search.kind]
+            ax.plot(position, np.median(paired[:, position]), "o", ms=8, color=colour)
+        ax.set_xticks(x, [search.name for search in found])
         ax.set_yscale("log")
         ax.set_ylabel("minimal epsilon")
         ax.set_title(f"{model} (n={len(paired)})", loc="left")
@@ -456,14 +462,12 @@ def compactness_figure(
     Panel titles give Spearman's rho and the partial rho given the clean margin, each with its
     bootstrap 95% CI; ``*`` marks q_bh < 0.05 within the model's family of that test.
     """
-    scores = [c for c in per_image_table.columns if c.startswith(f"{heatmap}_")]
     return _scores_vs_epsilon(
         per_image_table,
         statistics_table,
-        scores=scores,
+        scores={heatmap_column(heatmap, score): score for score in COMPACTNESS_SCORES},
         test="compactness",
         title=f"{heatmap} compactness vs uniform minimal epsilon (log scale)",
-        label=lambda score: score.removeprefix(f"{heatmap}_"),
         eps_max=eps_max,
     )
 
@@ -476,14 +480,17 @@ def localisation_epsilon_figure(
     Drawn and annotated like :func:`compactness_figure`, from the ``localisation_spearman``
     and ``localisation_partial_spearman`` rows.
     """
-    scores = localisation_columns(per_image_table)
+    scores = {
+        localisation_column(heatmap, score): f"{heatmap} {score}"
+        for heatmap in HEATMAP_KINDS
+        for score in HEATMAP_LOCALISATION_SCORES
+    }
     return _scores_vs_epsilon(
         per_image_table,
         statistics_table,
         scores=scores,
         test="localisation",
         title="Localisation against the human box vs uniform minimal epsilon (log scale)",
-        label=lambda score: score.removeprefix("loc_").replace("_", " ", 1),
         eps_max=eps_max,
     )
 
@@ -492,12 +499,13 @@ def _scores_vs_epsilon(
     per_image_table: pd.DataFrame,
     statistics_table: pd.DataFrame,
     *,
-    scores: list[str],
+    scores: Mapping[str, str],
     test: str,
     title: str,
-    label: Callable[[str], str],
     eps_max: float,
 ) -> Figure:
+    """``scores``: per-image column -> axis label; the columns the table lacks are left out."""
+    scores = {column: label for column, label in scores.items() if column in per_image_table}
     models = _models(per_image_table)
     figure = new_figure(2.5 * max(len(scores), 1), 2.5 * max(len(models), 1) + 0.5)
     # One epsilon axis for the grid: panels compare at a glance and only the first column
@@ -514,13 +522,13 @@ def _scores_vs_epsilon(
             rho = _rho_label(statistics_table, model=model, score=score, test=test)
             _compactness_panel(ax, images, score=score, eps_max=eps_max)
             ax.set_title(f"{model}\n{rho}", fontsize=7, loc="left")
-            ax.set_xlabel(label(score), fontsize=8)
+            ax.set_xlabel(scores[score], fontsize=8)
     return figure
 
 
 def _compactness_panel(ax, images: pd.DataFrame, *, score: str, eps_max: float) -> None:
     x = images[score].to_numpy(dtype=float)
-    epsilon = images["epsilon_uniform"].to_numpy(dtype=float)
+    epsilon = images[UNIFORM_EPSILON].to_numpy(dtype=float)
     flipped = np.isfinite(x) & np.isfinite(epsilon)
     censored = np.isfinite(x) & np.isinf(epsilon)
     ax.set_yscale("log")

@@ -30,18 +30,14 @@ import numpy as np
 import pandas as pd
 import scipy.stats
 
-SCORES = ("pointing_hit", "energy_in_box", "rank_accuracy", "auc", "box_fraction")
-TABLE_COLUMNS = ("image_id", "heatmap", "status", *SCORES)
-NO_BOX = "no_box"
-"""Status of an image without a valid human box: localisation scores and box-search epsilons
-undefined (nan), the row kept."""
-HEATMAP_SCORES = SCORES[:-1]  # box_fraction describes the box, not the heatmap
+from robustmap.schema import BOX_OK, LOCALISATION_COLUMNS, LOCALISATION_SCORES, NO_BOX
 
 
 def localisation_scores(
     heatmaps: np.ndarray, boxes: np.ndarray, *, tolerance: int = 0
 ) -> pd.DataFrame:
-    """Localisation scores of every heatmap against its box: one row per image, :data:`SCORES`.
+    """Localisation scores of every heatmap against its box: one row per image, one column per
+    :data:`robustmap.schema.LOCALISATION_SCORES`.
 
     Args:
         heatmaps: float [N, H, W]; negative values are clipped to 0.
@@ -59,7 +55,7 @@ def localisation_scores(
     rows = [
         _scores(heat, box, near) for heat, box, near in zip(heatmaps, inside, grown, strict=True)
     ]
-    return pd.DataFrame(rows, columns=list(SCORES)).astype("float64")
+    return pd.DataFrame(rows, columns=list(LOCALISATION_SCORES)).astype("float64")
 
 
 def localisation_table(
@@ -70,27 +66,29 @@ def localisation_table(
     *,
     tolerance: int = 0,
 ) -> pd.DataFrame:
-    """One row per image and heatmap kind: ``image_id, heatmap, status`` and :data:`SCORES`.
+    """One row per image and heatmap kind: :data:`robustmap.schema.LOCALISATION_COLUMNS`.
 
     Args:
         image_ids: [N]; maps: heatmap kind -> [N, H, W]; boxes: [N, 4] in the maps' frame;
-        valid: [N] bool, False where the image has no valid box (status :data:`NO_BOX`, every
+        valid: [N] bool, False where the image has no valid box (status ``no_box``, every
         score nan: the row is kept, so every correct image appears).
     """
     valid = np.asarray(valid, dtype=bool)
     frames = []
     for heatmap, heat in maps.items():
-        scores = pd.DataFrame(np.nan, index=range(len(image_ids)), columns=list(SCORES))
+        scores = pd.DataFrame(
+            np.nan, index=range(len(image_ids)), columns=list(LOCALISATION_SCORES)
+        )
         if valid.any():
             found = localisation_scores(heat[valid], boxes[valid], tolerance=tolerance)
             scores.loc[valid] = found.to_numpy()
-        scores.insert(0, "status", np.where(valid, "ok", NO_BOX))
+        scores.insert(0, "status", np.where(valid, BOX_OK, NO_BOX))
         scores.insert(0, "heatmap", heatmap)
         scores.insert(0, "image_id", np.asarray(image_ids, dtype=str))
         frames.append(scores)
     if not frames:
-        return pd.DataFrame(columns=list(TABLE_COLUMNS))
-    return pd.concat(frames, ignore_index=True)[list(TABLE_COLUMNS)]
+        return pd.DataFrame(columns=list(LOCALISATION_COLUMNS))
+    return pd.concat(frames, ignore_index=True)[list(LOCALISATION_COLUMNS)]
 
 
 def box_masks(boxes: np.ndarray, shape: tuple[int, int]) -> np.ndarray:

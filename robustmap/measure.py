@@ -22,22 +22,12 @@ import numpy as np
 import pandas as pd
 
 from robustmap import classes, compactness, heatmaps, kinds, localisation, search, shards
-from robustmap.localisation import NO_BOX
+from robustmap.schema import NO_BOX, SEARCH_COLUMNS
 
 if TYPE_CHECKING:
     import keras
 
 LOG = logging.getLogger(__name__)
-SEARCH_COLUMNS = [
-    "image_id",
-    "search",
-    "epsilon",
-    "adversarial_label",
-    "adversarial_name",
-    "forward_passes",
-    "status",
-    "non_monotone",
-]
 
 
 def heatmap_arrays(

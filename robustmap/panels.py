@@ -116,7 +116,7 @@ def model_panel(
 
     Args:
         chosen: image_id, role of the images to show (from
-            :func:`robustmap.aggregate.extreme_images`), in row order.
+            :func:`robustmap.epsilon_table.extreme_images`), in row order.
         images, labels: those images (float32 [N, H, W, 3]) and true labels (int64 [N]).
         signs: their gradient signs from the search job (int8 [N, H, W, 3], :func:`select_rows`).
         heatmaps: gradcam and saliency [N, H, W] of those images (:func:`select_heatmaps`).

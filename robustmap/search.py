@@ -84,6 +84,7 @@ import pandas as pd
 
 from robustmap import model_calls
 from robustmap.scheduler import DONE, Scheduler
+from robustmap.schema import FLIPPED, MISCLASSIFIED_AT_START, NOT_FLIPPED, ZERO_GRADIENT
 
 if TYPE_CHECKING:
     import keras
@@ -97,12 +98,6 @@ EPS_MIN = 1e-4
 MAX_REFINEMENT_ROUNDS = 200
 GUARD_PROBES = 3
 
-FLIPPED = "flipped"
-NOT_FLIPPED = "not_flipped"
-ZERO_GRADIENT = "zero_gradient"
-MISCLASSIFIED_AT_START = "misclassified_at_start"
-STATUSES = (FLIPPED, NOT_FLIPPED, ZERO_GRADIENT, MISCLASSIFIED_AT_START)
-
 
 @dataclass(frozen=True)
 class SearchResult:
@@ -111,7 +106,7 @@ class SearchResult:
     epsilon: float64, minimal epsilon (inf: no flip / zero gradient; nan: misclassified at start).
     adversarial_label: int64, argmax f(x(epsilon)); -1 where there is no adversarial image.
     forward_passes: int64, model evaluations spent on the image (clean pass included).
-    status: str, one of ``STATUSES``.
+    status: str, one of :data:`robustmap.schema.STATUSES`.
     non_monotone: bool, the grid point right after the first flipping one does not flip.
     """
 

@@ -1,7 +1,7 @@
 """The study's tests, with uncertainty and multiple-testing control.
 
 Every function reads the per-image table of :func:`robustmap.aggregate.per_image` and returns rows
-of one long, tidy table (:data:`COLUMNS`):
+of one long, tidy table (:data:`robustmap.schema.STATISTICS_COLUMNS`):
 
 ``model, test, a, b, search, control, n, statistic, p_value, estimate, ci_low, ci_high,
 family, p_holm, q_bh, note``
@@ -52,7 +52,6 @@ import numpy as np
 import pandas as pd
 import scipy.stats
 
-from robustmap.aggregate import AGREEMENT_COLUMNS
 from robustmap.bootstrap import (
     bootstrap_ci,
     centred_rank_products,
@@ -60,26 +59,23 @@ from robustmap.bootstrap import (
     seeded_generator,
 )
 from robustmap.kinds import HEATMAP_KINDS, SEARCH_KINDS, SEARCH_PAIRS
-
-COLUMNS = (
-    "model",
-    "test",
-    "a",
-    "b",
-    "search",
-    "control",
-    "n",
-    "statistic",
-    "p_value",
-    "estimate",
-    "ci_low",
-    "ci_high",
-    "family",
-    "p_holm",
-    "q_bh",
-    "note",
+from robustmap.schema import (
+    ATTACKS,
+    BOX_FRACTION_COLUMN,
+    FGSM,
+    STATISTICS_COLUMNS,
+    STATISTICS_FLOATS,
+    Search,
+    compactness_columns,
+    heatmap_column,
+    localisation_column,
+    localisation_columns,
+    search_column,
+    searched,
 )
-_FLOAT_COLUMNS = ("statistic", "p_value", "estimate", "ci_low", "ci_high", "p_holm", "q_bh")
+
+UNIFORM = Search(FGSM, "uniform")  # the search every score is related to
+UNIFORM_EPSILON = search_column("epsilon", UNIFORM)
 MARGIN_CONTROL = "clean_margin"  # the per-image table's ``logit_margin`` under its study name
 SIGNIFICANCE = 0.05  # figures and the report mark rows with q_bh below this
 
@@ -110,30 +106,28 @@ def statistics_table(
 def search_pairs(
     per_image_table: pd.DataFrame, *, bootstrap: int = 2000, seed: int = 0
 ) -> pd.DataFrame:
-    """Object vs uniform, background vs uniform, object vs background, per model."""
-    pairs = [(a, b) for a, b in SEARCH_PAIRS if {a, b} <= set(_searched(per_image_table))]
+    """Every pair of :data:`robustmap.kinds.SEARCH_PAIRS` searched (with the same attack), per
+    model."""
+    found = set(searched(per_image_table, SEARCH_KINDS))
+    pairs = [
+        (Search(attack, a), Search(attack, b))
+        for attack in ATTACKS
+        for a, b in SEARCH_PAIRS
+        if {Search(attack, a), Search(attack, b)} <= found
+    ]
     rows = []
     for model, images in per_image_table.groupby("model", sort=True):
         for a, b in pairs:
             rows.append(
                 _paired_wilcoxon(
-                    images[f"epsilon_{a}"].to_numpy(dtype=float),
-                    images[f"epsilon_{b}"].to_numpy(dtype=float),
-                    key=(model, "search_pair", a, b),
+                    images[search_column("epsilon", a)].to_numpy(dtype=float),
+                    images[search_column("epsilon", b)].to_numpy(dtype=float),
+                    key=(model, "search_pair", a.name, b.name),
                     bootstrap=bootstrap,
                     seed=seed,
                 )
             )
     return _frame(rows)
-
-
-def _searched(per_image_table: pd.DataFrame) -> list[str]:
-    """Search kinds with at least one defined epsilon in the table."""
-    return [
-        kind
-        for kind in SEARCH_KINDS
-        if f"epsilon_{kind}" in per_image_table and per_image_table[f"epsilon_{kind}"].notna().any()
-    ]
 
 
 def compactness_correlations(
@@ -142,7 +136,7 @@ def compactness_correlations(
     """Spearman rho between each compactness score and the uniform epsilon, per model."""
     return _correlations(
         per_image_table,
-        compactness_columns(per_image_table),
+        compactness_columns(per_image_table.columns, HEATMAP_KINDS),
         test="compactness_spearman",
         controlled=False,
         bootstrap=bootstrap,
@@ -156,7 +150,7 @@ def localisation_correlations(
     """Spearman rho between each localisation score and the uniform epsilon, per model."""
     return _correlations(
         per_image_table,
-        localisation_columns(per_image_table),
+        localisation_columns(per_image_table.columns, HEATMAP_KINDS),
         test="localisation_spearman",
         controlled=False,
         bootstrap=bootstrap,
@@ -175,14 +169,14 @@ def _correlations(
 ) -> pd.DataFrame:
     """Each score against the uniform epsilon per model: Spearman, or (``controlled``) partial
     Spearman given the clean logit margin."""
-    needed = {"epsilon_uniform", "logit_margin"} if controlled else {"epsilon_uniform"}
+    needed = {UNIFORM_EPSILON, "logit_margin"} if controlled else {UNIFORM_EPSILON}
     rows = []
     if not needed <= set(per_image_table.columns):
         return _frame(rows)
     for model, images in per_image_table.groupby("model", sort=True):
-        epsilon = images["epsilon_uniform"].to_numpy(dtype=float)
+        epsilon = images[UNIFORM_EPSILON].to_numpy(dtype=float)
         for score in scores:
-            key = (model, test, score, "epsilon_uniform")
+            key = (model, test, score, UNIFORM_EPSILON)
             values = images[score].to_numpy(dtype=float)
             if controlled:
                 margin = images["logit_margin"].to_numpy(dtype=float)
@@ -190,18 +184,8 @@ def _correlations(
                 row["control"] = MARGIN_CONTROL
             else:
                 row = _spearman(values, epsilon, key=key, bootstrap=bootstrap, seed=seed)
-            rows.append(row | {"search": "uniform"})
+            rows.append(row | {"search": UNIFORM.name})
     return _frame(rows)
-
-
-def localisation_columns(per_image_table: pd.DataFrame) -> list[str]:
-    """The per-image table's localisation scores ``loc_<heatmap>_<score>`` (not the box's own
-    ``loc_box_fraction``)."""
-    return [
-        column
-        for column in per_image_table.columns
-        if column.startswith("loc_") and column != "loc_box_fraction"
-    ]
 
 
 def partial_compactness_correlations(
@@ -215,7 +199,7 @@ def partial_compactness_correlations(
     """
     return _correlations(
         per_image_table,
-        compactness_columns(per_image_table),
+        compactness_columns(per_image_table.columns, HEATMAP_KINDS),
         test="compactness_partial_spearman",
         controlled=True,
         bootstrap=bootstrap,
@@ -229,7 +213,7 @@ def partial_localisation_correlations(
     """Each localisation score vs the uniform epsilon given the clean logit margin, per model."""
     return _correlations(
         per_image_table,
-        localisation_columns(per_image_table),
+        localisation_columns(per_image_table.columns, HEATMAP_KINDS),
         test="localisation_partial_spearman",
         controlled=True,
         bootstrap=bootstrap,
@@ -252,16 +236,16 @@ def localisation_vs_chance(
     with a bootstrap CI; Wilcoxon signed-rank test of energy minus box fraction, two-sided.
     """
     rows = []
-    if "loc_box_fraction" not in per_image_table:
+    if BOX_FRACTION_COLUMN not in per_image_table:
         return _frame(rows)
     for model, images in per_image_table.groupby("model", sort=True):
-        fraction = images["loc_box_fraction"].to_numpy(dtype=float)
+        fraction = images[BOX_FRACTION_COLUMN].to_numpy(dtype=float)
         for heatmap in HEATMAP_KINDS:
-            hits = images[f"loc_{heatmap}_pointing_hit"].to_numpy(dtype=float)
-            energy = images[f"loc_{heatmap}_energy_in_box"].to_numpy(dtype=float)
-            key = (model, "pointing_vs_chance", f"{heatmap}_pointing_hit", "chance")
+            hits = images[localisation_column(heatmap, "pointing_hit")].to_numpy(dtype=float)
+            energy = images[localisation_column(heatmap, "energy_in_box")].to_numpy(dtype=float)
+            key = (model, "pointing_vs_chance", heatmap_column(heatmap, "pointing_hit"), "chance")
             rows.append(_pointing_test(hits, fraction, key=key, bootstrap=bootstrap, seed=seed))
-            key = (model, "energy_vs_chance", f"{heatmap}_energy_in_box", "chance")
+            key = (model, "energy_vs_chance", heatmap_column(heatmap, "energy_in_box"), "chance")
             rows.append(_energy_test(energy, fraction, key=key, bootstrap=bootstrap, seed=seed))
     return _frame(rows)
 
@@ -379,17 +363,6 @@ def partial_rank_correlation(products: np.ndarray) -> np.ndarray:
         return np.where(defined, cov / np.sqrt(np.where(defined, var_x * var_y, 1.0)), np.nan)
 
 
-def compactness_columns(per_image_table: pd.DataFrame) -> list[str]:
-    """The per-image table's compactness columns: ``<heatmap>_<score>`` and the agreement."""
-    scores = [
-        column
-        for column in per_image_table.columns
-        if any(column.startswith(f"{heatmap}_") for heatmap in HEATMAP_KINDS)
-    ]
-    agreement = [f"heatmap_{c}" for c in AGREEMENT_COLUMNS if f"heatmap_{c}" in per_image_table]
-    return scores + agreement
-
-
 def model_pairs(
     per_image_table: pd.DataFrame, *, bootstrap: int = 2000, seed: int = 0
 ) -> pd.DataFrame:
@@ -399,12 +372,14 @@ def model_pairs(
         return _frame(rows)
     correct = per_image_table.pivot(index="image_id", columns="model", values="correct")
     everywhere = correct.fillna(False).astype(bool).all(axis=1)
-    for search in _searched(per_image_table):
-        wide = per_image_table.pivot(index="image_id", columns="model", values=f"epsilon_{search}")
+    for search in searched(per_image_table, SEARCH_KINDS):
+        wide = per_image_table.pivot(
+            index="image_id", columns="model", values=search_column("epsilon", search)
+        )
         common = wide[everywhere]
         for a, b in itertools.combinations(sorted(wide.columns), 2):
             # uniform rows keep the generator key they had before other searches were compared
-            key_search = () if search == "uniform" else (search,)
+            key_search = () if search == UNIFORM else (search.name,)
             row = _paired_wilcoxon(
                 common[a].to_numpy(dtype=float),
                 common[b].to_numpy(dtype=float),
@@ -413,7 +388,7 @@ def model_pairs(
                 seed=seed,
                 rng_key=("all", "model_pair", a, b, *key_search),
             )
-            row["search"] = search
+            row["search"] = search.name
             row["note"] = f"{int(everywhere.sum())} images correct for every model; " + row["note"]
             rows.append(row)
     return _frame(rows)
@@ -534,7 +509,7 @@ def adjust_families(table: pd.DataFrame) -> pd.DataFrame:
         p_values = rows["p_value"].to_numpy(dtype=np.float64)
         table.loc[rows.index, "p_holm"] = holm(p_values)
         table.loc[rows.index, "q_bh"] = benjamini_hochberg(p_values)
-    return table[list(COLUMNS)]
+    return table[list(STATISTICS_COLUMNS)]
 
 
 def marked(table: pd.DataFrame) -> pd.DataFrame:
@@ -545,7 +520,7 @@ def marked(table: pd.DataFrame) -> pd.DataFrame:
 
 def _row(key: tuple, *, n: int, note: str) -> dict:
     model, test, a, b = key
-    return {column: np.nan for column in _FLOAT_COLUMNS} | {
+    return {column: np.nan for column in STATISTICS_FLOATS} | {
         "model": model,
         "test": test,
         "a": a,
@@ -561,9 +536,9 @@ def _row(key: tuple, *, n: int, note: str) -> dict:
 def _frame(rows: list[dict]) -> pd.DataFrame:
     if not rows:
         return _empty()
-    return pd.DataFrame(rows, columns=list(COLUMNS)).astype({"n": "int64"})
+    return pd.DataFrame(rows, columns=list(STATISTICS_COLUMNS)).astype({"n": "int64"})
 
 
 def _empty() -> pd.DataFrame:
-    frame = pd.DataFrame({column: pd.Series(dtype=object) for column in COLUMNS})
-    return frame.astype({"n": "int64"} | {c: "float64" for c in _FLOAT_COLUMNS})
+    frame = pd.DataFrame({column: pd.Series(dtype=object) for column in STATISTICS_COLUMNS})
+    return frame.astype({"n": "int64"} | {c: "float64" for c in STATISTICS_FLOATS})

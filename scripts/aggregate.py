@@ -3,7 +3,15 @@
 import json
 from pathlib import Path
 
-from robustmap import aggregate, figures, runtime, statistics, tables
+from robustmap import (
+    aggregate,
+    figures,
+    localisation_summary,
+    robustness,
+    runtime,
+    statistics,
+    tables,
+)
 
 sm = snakemake  # noqa: F821 - injected by Snakemake
 runtime.setup(sm.log[0], tensorflow=False)
@@ -29,18 +37,18 @@ tests = statistics.statistics_table(per_image, **resampling)
 per_class = aggregate.per_class(
     per_image, min_class_images=sm.params.min_class_images, **resampling
 )
-robustness = aggregate.robustness(per_image, eps_max=sm.params.eps_max, **resampling)
-localisation = aggregate.localisation_summary(per_image, **resampling)
+curves = robustness.robustness(per_image, eps_max=sm.params.eps_max, **resampling)
+localisation = localisation_summary.localisation_summary(per_image, **resampling)
 tables.write_parquet(sm.output.per_image, per_image)
 tables.write_parquet(sm.output.per_class, per_class)
 tables.write_parquet(sm.output.per_model, per_model)
 tables.write_parquet(sm.output.statistics, tests)
-tables.write_parquet(sm.output.robustness, robustness)
+tables.write_parquet(sm.output.robustness, curves)
 tables.write_parquet(sm.output.localisation, localisation)
 html = {
     "per_model_html": (per_model, "Per model and search"),
     "statistics_html": (statistics.marked(tests), "Tests (* q_bh < 0.05 within the family)"),
-    "robustness_html": (robustness[robustness["customary"]], "Share surviving each step"),
+    "robustness_html": (curves[curves["customary"]], "Share surviving each step"),
     "localisation_html": (
         localisation[localisation["class_name"] == "all"],
         "Pointing game and energy in the human box, against chance",

@@ -1,12 +1,12 @@
 """Rule panels: image, heatmaps, boxes, object mask and adversarial images of one model's
 extremes."""
 
-from robustmap import aggregate, figures, panels, runtime, shards, tables
+from robustmap import epsilon_table, figures, panels, runtime, shards, tables
 
 sm = snakemake  # noqa: F821 - injected by Snakemake
 runtime.setup(sm.log[0], tensorflow=False)
 epsilons = tables.read_parquet(sm.input.epsilons)
-chosen = aggregate.extreme_images(epsilons, count=sm.params.panel_images)
+chosen = epsilon_table.extreme_images(epsilons, count=sm.params.panel_images)
 ids = chosen["image_id"].tolist()
 if chosen.empty:  # a model with no correct image still gets its (explaining) panel
     figure = figures.message_figure(sm.wildcards.model, figures.NO_CORRECT)

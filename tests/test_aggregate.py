@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from robustmap import aggregate
+from robustmap import aggregate, censored, epsilon_table, kinds, localisation_summary, robustness
 
 INF = math.inf
 SCORES = ("gini", "entropy", "share_50", "share_90", "concentration_auc", "spread", "components")
@@ -38,7 +38,7 @@ def synthetic_study(models=("m1", "m2"), classes=4, per_class=5, seed=0):
         predictions[model] = prediction_table(ids, correct, labels["imagenet_index"])
         kept = np.array(ids)[correct]
         epsilons[model] = pd.concat(
-            [search_rows(kept, kind, rng) for kind in aggregate.SEARCH_KINDS], ignore_index=True
+            [search_rows(kept, kind, rng) for kind in kinds.SEARCH_KINDS], ignore_index=True
         )
         compactness[model] = pd.concat(
             [
@@ -137,7 +137,7 @@ def test_merge_sorts_by_search_then_shard_order():
         search_rows(["a", "c"], "object", epsilon=[0.2, 0.1]),
         search_rows(["c", "a"], "uniform", epsilon=[INF, 0.1]),
     ]
-    merged = aggregate.merge_searches(tables, shard_frame(ids))
+    merged = epsilon_table.merge_searches(tables, shard_frame(ids))
     assert merged["search"].tolist() == ["uniform"] * 4 + ["object"] * 4
     assert merged["image_id"].tolist() == ids + ids
     assert merged.loc[0, "epsilon"] == INF  # censored rows kept as they are
@@ -149,30 +149,30 @@ def test_merge_names_the_missing_images():
         search_rows(["a"], "object", epsilon=[0.1]),
     ]
     with pytest.raises(ValueError, match=r"search 'object' misses 2 images: b, c"):
-        aggregate.merge_searches(tables, shard_frame(["a", "b", "c"]))
+        epsilon_table.merge_searches(tables, shard_frame(["a", "b", "c"]))
 
 
 def test_merge_refuses_duplicates_and_strangers():
     shards = shard_frame(["a", "b"])
     twice = [search_rows(["a", "b", "a"], "uniform", epsilon=[0.1, 0.2, 0.1])]
     with pytest.raises(ValueError, match=r"several rows for 1 images: a"):
-        aggregate.merge_searches(twice, shards)
+        epsilon_table.merge_searches(twice, shards)
     stranger = [search_rows(["a", "b", "z"], "uniform", epsilon=[0.1, 0.2, 0.3])]
     with pytest.raises(ValueError, match=r"images in no shard: z"):
-        aggregate.merge_searches(stranger, shards)
+        epsilon_table.merge_searches(stranger, shards)
 
 
 def test_merge_of_nothing():
-    assert aggregate.merge_searches([], shard_frame([])).empty
+    assert epsilon_table.merge_searches([], shard_frame([])).empty
     with pytest.raises(ValueError, match="no search rows for 2 shard images"):
-        aggregate.merge_searches([], shard_frame(["a", "b"]))
+        epsilon_table.merge_searches([], shard_frame(["a", "b"]))
 
 
 # censoring-aware summaries -------------------------------------------------------------------
 
 
 def test_summary_without_censoring_matches_numpy():
-    summary = aggregate.epsilon_summary(np.array([0.1, 0.2, 0.3, 0.4]))
+    summary = censored.epsilon_summary(np.array([0.1, 0.2, 0.3, 0.4]))
     assert summary["median"] == pytest.approx(0.25)
     assert summary["q25"] == pytest.approx(0.175)
     assert summary["q75"] == pytest.approx(0.325)
@@ -182,7 +182,7 @@ def test_summary_without_censoring_matches_numpy():
 
 
 def test_censored_values_rank_above_every_flipped_one():
-    summary = aggregate.epsilon_summary(np.array([INF, 0.3, 0.1, INF, 0.2, np.nan]))
+    summary = censored.epsilon_summary(np.array([INF, 0.3, 0.1, INF, 0.2, np.nan]))
     assert summary["median"] == pytest.approx(0.3)  # 5 defined values: the 3rd smallest
     assert summary["q25"] == pytest.approx(0.2)
     assert summary["q75"] == INF and summary["iqr"] == INF
@@ -193,11 +193,11 @@ def test_censored_values_rank_above_every_flipped_one():
 
 
 def test_a_censored_median_is_inf_and_flagged():
-    summary = aggregate.epsilon_summary(np.array([0.1, INF, INF, INF]))
+    summary = censored.epsilon_summary(np.array([0.1, INF, INF, INF]))
     assert summary["median"] == INF and summary["median_censored"] is True
     assert summary["q25"] == INF  # position 0.75 lies between 0.1 and a censored value
-    assert aggregate.censored_quantile(np.array([0.1, INF]), 0.0) == pytest.approx(0.1)
-    assert np.isnan(aggregate.epsilon_summary(np.array([]))["median"])
+    assert censored.censored_quantile(np.array([0.1, INF]), 0.0) == pytest.approx(0.1)
+    assert np.isnan(censored.epsilon_summary(np.array([]))["median"])
 
 
 # per_image / per_class / per_model -------------------------------------------------------------
@@ -210,7 +210,7 @@ def test_per_image_one_row_per_model_and_label_row():
     assert table["model"].tolist() == ["m1"] * len(labels) + ["m2"] * len(labels)
     m1 = table[table["model"] == "m1"].set_index("image_id")
     searched = epsilons["m1"].set_index(["search", "image_id"])
-    for kind in aggregate.SEARCH_KINDS:
+    for kind in kinds.SEARCH_KINDS:
         expected = searched.loc[kind, "epsilon"]
         np.testing.assert_array_equal(m1.loc[expected.index, f"epsilon_{kind}"], expected)
     wrong = ~m1["correct"].astype(bool)
@@ -290,10 +290,10 @@ def test_a_class_of_identical_epsilons_has_a_zero_width_median_ci():
 
 def test_median_ci_is_seeded_and_needs_two_values():
     values = np.array([0.1, 0.2, 0.3, 0.4, INF, np.nan])
-    first = aggregate.median_ci(values, bootstrap=500, rng=np.random.default_rng(3))
-    again = aggregate.median_ci(values, bootstrap=500, rng=np.random.default_rng(3))
+    first = censored.median_ci(values, bootstrap=500, rng=np.random.default_rng(3))
+    again = censored.median_ci(values, bootstrap=500, rng=np.random.default_rng(3))
     assert first == again and first[0] < 0.3 < first[1]
-    assert all(map(math.isnan, aggregate.median_ci([0.1], bootstrap=50, rng=None)))
+    assert all(map(math.isnan, censored.median_ci([0.1], bootstrap=50, rng=None)))
 
 
 def robustness_table():
@@ -311,7 +311,7 @@ def robustness_table():
 
 
 def test_robustness_shares_at_the_customary_steps_are_exact():
-    table = aggregate.robustness(robustness_table(), eps_max=1.0, bootstrap=200)
+    table = robustness.robustness(robustness_table(), eps_max=1.0, bootstrap=200)
     customary = table[table["customary"]].set_index("step")
     assert customary.index.tolist() == ["1/255", "2/255", "4/255", "8/255"]
     assert (customary["n"] == 6).all()  # the unscoreable row is not in the denominator
@@ -321,14 +321,14 @@ def test_robustness_shares_at_the_customary_steps_are_exact():
     assert (customary["ci_low"] <= customary["share"]).all()
     assert (customary["share"] <= customary["ci_high"]).all()
     grid = table[~table["customary"]]
-    assert len(grid) == aggregate.ROBUSTNESS_GRID[1] and grid["epsilon"].iloc[-1] == 1.0
+    assert len(grid) == robustness.ROBUSTNESS_GRID[1] and grid["epsilon"].iloc[-1] == 1.0
     assert grid["survivors"].iloc[0] == 4  # below every epsilon: the correct, searchable ones
     assert grid["survivors"].iloc[-1] == 1  # at eps_max only the censored image survives
     assert table["epsilon"].is_monotonic_increasing
 
 
 def test_robustness_leaves_out_customary_steps_above_eps_max():
-    table = aggregate.robustness(robustness_table(), eps_max=0.01, bootstrap=50)
+    table = robustness.robustness(robustness_table(), eps_max=0.01, bootstrap=50)
     assert table.loc[table["customary"], "step"].tolist() == ["1/255", "2/255"]
 
 
@@ -337,21 +337,21 @@ def test_per_model_adds_clean_accuracy():
     table = aggregate.per_image(labels, predictions, epsilons, compactness)
     summary = aggregate.per_model(table, accuracy)
     assert summary[["model", "search"]].values.tolist() == [
-        [m, k] for m in ("m1", "m2") for k in aggregate.SEARCH_KINDS
+        [m, k] for m in ("m1", "m2") for k in kinds.SEARCH_KINDS
     ]
     row = summary.iloc[0]
     assert row["top1"] == accuracy["m1"]["top1"]
     uniform = epsilons["m1"].query("search == 'uniform'")["epsilon"]
     assert row["n"] == len(uniform) and row["n_censored"] == int(np.isinf(uniform).sum())
-    assert row["median"] == aggregate.censored_quantile(uniform.to_numpy(), 0.5)
+    assert row["median"] == censored.censored_quantile(uniform.to_numpy(), 0.5)
 
 
 def test_extreme_images_put_censored_among_the_most_robust():
     epsilons = search_rows(["a", "b", "c", "d", "e"], "uniform", epsilon=[0.3, INF, 0.1, 0.2, 0.4])
-    chosen = aggregate.extreme_images(epsilons, count=2)
+    chosen = epsilon_table.extreme_images(epsilons, count=2)
     assert chosen["image_id"].tolist() == ["c", "d", "b", "e"]
     assert chosen["role"].tolist() == ["most sensitive"] * 2 + ["most robust"] * 2
-    few = aggregate.extreme_images(epsilons.head(3), count=2)
+    few = epsilon_table.extreme_images(epsilons.head(3), count=2)
     assert few["image_id"].tolist() == ["c", "a", "b"]  # never the same image twice
 
 
@@ -360,7 +360,7 @@ def test_localisation_joins_per_image_and_summarises_against_chance():
     localisation = synthetic_localisation(compactness)
     table = aggregate.per_image(labels, predictions, epsilons, compactness, localisation)
     assert {"loc_gradcam_pointing_hit", "loc_saliency_auc", "loc_box_fraction"} <= set(table)
-    summary = aggregate.localisation_summary(table, bootstrap=200)
+    summary = localisation_summary.localisation_summary(table, bootstrap=200)
     overall = summary[summary["class_name"] == "all"].set_index("heatmap")
     assert overall.index.tolist() == ["gradcam", "saliency"]
     rows = localisation["m1"]
@@ -390,7 +390,7 @@ def test_a_class_without_a_defined_auc_gets_nan_quietly():
     table.loc[first_class, "loc_gradcam_auc"] = np.nan  # e.g. boxes covering the whole image
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        summary = aggregate.localisation_summary(table, bootstrap=50)
+        summary = localisation_summary.localisation_summary(table, bootstrap=50)
     rows = summary[(summary["heatmap"] == "gradcam") & (summary["class_name"] != "all")]
     assert np.isnan(rows["auc"].iloc[0]) and np.isfinite(rows["auc"].iloc[1:]).all()
     overall = summary[(summary["heatmap"] == "gradcam") & (summary["class_name"] == "all")]

@@ -8,7 +8,19 @@ import pandas as pd
 import pytest
 from test_aggregate import prediction_table, synthetic_study
 
-from robustmap import aggregate, classes, figures, kinds, measure, search, statistics
+from robustmap import (
+    aggregate,
+    classes,
+    epsilon_table,
+    figures,
+    kinds,
+    localisation_summary,
+    measure,
+    robustness,
+    schema,
+    search,
+    statistics,
+)
 
 SEARCHES = ["uniform", "object", "background"]
 
@@ -18,7 +30,7 @@ def zero_correct(study, model):
     labels, predictions, epsilons, compactness, accuracy = study
     ids = labels["image_id"].tolist()
     predictions[model] = prediction_table(ids, np.zeros(len(ids), bool), labels["imagenet_index"])
-    epsilons[model] = aggregate.merge_searches([], pd.DataFrame({"image_id": [], "shard": []}))
+    epsilons[model] = epsilon_table.merge_searches([], pd.DataFrame({"image_id": [], "shard": []}))
     compactness[model] = measure.compactness_table([], threshold="otsu")
     accuracy[model] = accuracy[model] | {"correct": 0, "top1": 0.0, "top5": 0.0}
     return labels, predictions, epsilons, compactness, accuracy
@@ -31,24 +43,12 @@ def tables_of(study):
 
 
 def test_empty_search_and_compactness_tables_keep_every_column():
-    epsilons = aggregate.merge_searches([], pd.DataFrame({"image_id": [], "shard": []}))
-    assert list(epsilons.columns) == measure.SEARCH_COLUMNS and len(epsilons) == 0
+    epsilons = epsilon_table.merge_searches([], pd.DataFrame({"image_id": [], "shard": []}))
+    assert list(epsilons.columns) == schema.SEARCH_COLUMNS and len(epsilons) == 0
     compactness = measure.compactness_table([], threshold="otsu")
-    assert list(compactness.columns) == [
-        "image_id",
-        "heatmap",
-        "gini",
-        "entropy",
-        "share_50",
-        "share_90",
-        "concentration_auc",
-        "spread",
-        "components",
-        "spearman",
-        "iou_top20",
-    ]
+    assert list(compactness.columns) == list(schema.COMPACTNESS_COLUMNS)
     assert len(compactness) == 0
-    assert aggregate.extreme_images(epsilons, count=3).empty
+    assert epsilon_table.extreme_images(epsilons, count=3).empty
 
 
 def test_only_model_with_no_correct_image_still_gets_its_zero_rows():
@@ -75,8 +75,8 @@ def test_figures_say_no_correct_images(models):
         per_class,
         per_model,
         statistics.statistics_table(per_image, bootstrap=100),
-        aggregate.robustness(per_image, eps_max=1.0, bootstrap=100),
-        aggregate.localisation_summary(per_image, bootstrap=100),
+        robustness.robustness(per_image, eps_max=1.0, bootstrap=100),
+        localisation_summary.localisation_summary(per_image, bootstrap=100),
         searches=SEARCHES,
         eps_max=1.0,
     )
@@ -109,5 +109,5 @@ def test_class_names_beside_indices():
             non_monotone=np.array([False, False]),
         ),
     )
-    assert list(table.columns) == measure.SEARCH_COLUMNS
+    assert list(table.columns) == schema.SEARCH_COLUMNS
     assert table["adversarial_name"].tolist() == ["bathtub", None]

@@ -11,7 +11,18 @@ import yaml
 from conftest import REPO, snakemake, write_config
 from test_aggregate import synthetic_localisation, synthetic_study
 
-from robustmap import aggregate, figure_registry, figures, kinds, panels, search, statistics
+from robustmap import (
+    aggregate,
+    epsilon_table,
+    figure_registry,
+    figures,
+    kinds,
+    localisation_summary,
+    panels,
+    robustness,
+    search,
+    statistics,
+)
 
 SEARCHES = ["uniform", "object", "background"]
 
@@ -26,8 +37,8 @@ def study_tables():
         aggregate.per_class(per_image, min_class_images=4, bootstrap=100),
         aggregate.per_model(per_image, accuracy),
         statistics.statistics_table(per_image, bootstrap=100),
-        aggregate.robustness(per_image, eps_max=1.0, bootstrap=100),
-        aggregate.localisation_summary(per_image, bootstrap=100),
+        robustness.robustness(per_image, eps_max=1.0, bootstrap=100),
+        localisation_summary.localisation_summary(per_image, bootstrap=100),
     )
 
 
@@ -108,7 +119,7 @@ def test_figures_survive_a_model_without_any_epsilon(study_tables, tmp_path):
         aggregate.per_class(blank),
         per_model,
         statistics.statistics_table(blank, bootstrap=100),
-        aggregate.robustness(blank, eps_max=1.0, bootstrap=100),
+        robustness.robustness(blank, eps_max=1.0, bootstrap=100),
         localisation.iloc[:0],
         searches=SEARCHES,
         eps_max=1.0,
@@ -197,7 +208,7 @@ def test_model_panel_draws_every_row_and_column(tiny_classifier, tmp_path):
             )
         )
     epsilons = pd.concat(rows, ignore_index=True)
-    chosen = aggregate.extreme_images(epsilons, count=2)
+    chosen = epsilon_table.extreme_images(epsilons, count=2)
     order = [ids.index(i) for i in chosen["image_id"]]
     rng = np.random.default_rng(0)
     shard = {

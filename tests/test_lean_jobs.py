@@ -71,14 +71,14 @@ def test_jobs_that_run_a_model_still_make_tensorflow_deterministic():
 PANEL_WITHOUT_MODEL = """
 import json, sys
 import numpy as np, pandas as pd
-from robustmap import aggregate, panels
+from robustmap import epsilon_table, panels
 rng = np.random.default_rng(0)
 ids = ["a", "b"]
 epsilons = pd.DataFrame({
     "image_id": ids * 2, "search": ["uniform"] * 2 + ["object"] * 2,
     "epsilon": [0.01, 0.2, 0.02, np.inf], "adversarial_label": [3, 4, 5, -1],
 })
-chosen = aggregate.extreme_images(epsilons, count=1)
+chosen = epsilon_table.extreme_images(epsilons, count=1)
 order = [ids.index(i) for i in chosen["image_id"]]
 panels.model_panel(
     name="m", chosen=chosen, images=rng.random((2, 8, 8, 3), dtype=np.float32)[order],

@@ -6,7 +6,8 @@ import pytest
 import sklearn.metrics
 
 from robustmap import measure
-from robustmap.localisation import NO_BOX, SCORES, TABLE_COLUMNS, box_masks, localisation_scores
+from robustmap.localisation import box_masks, localisation_scores
+from robustmap.schema import LOCALISATION_COLUMNS, LOCALISATION_SCORES, NO_BOX
 
 BOX = np.array([[2, 1, 4, 3]])  # x0, y0, x1, y1 inclusive: columns 2..4, rows 1..3 (9 pixels)
 SHAPE = (6, 8)  # H, W
@@ -76,7 +77,7 @@ def test_auc_and_rank_accuracy_on_random_maps_match_independent_computations():
             top = np.argsort(-(heat[k].ravel() + jitter))[:size]
             draws.append(masks[k].ravel()[top].mean())
         assert table.loc[k, "rank_accuracy"] == pytest.approx(np.mean(draws), abs=0.02)
-    assert list(table.columns) == list(SCORES)
+    assert list(table.columns) == list(LOCALISATION_SCORES)
 
 
 @pytest.mark.parametrize("box", [[4, 1, 2, 3], [0, 0, 8, 3], [-1, 0, 2, 2], [0, 3, 2, 6]], ids=str)
@@ -116,7 +117,7 @@ def test_localisation_table_scores_each_shard_against_the_scaled_label_boxes(tmp
         {"image_id": np.array(["c"]), "gradcam": uniform[None], "saliency": inside[None]},
     ]
     table = measure.localisation_table(shard_arrays, labels, tolerance=0)
-    assert list(table.columns) == list(TABLE_COLUMNS)
+    assert list(table.columns) == list(LOCALISATION_COLUMNS)
     assert table[["image_id", "heatmap", "status"]].to_numpy().tolist() == [
         ["a", "gradcam", "ok"],
         ["b", "gradcam", NO_BOX],
@@ -130,7 +131,7 @@ def test_localisation_table_scores_each_shard_against_the_scaled_label_boxes(tmp
     assert scores.loc[("c", "saliency"), "energy_in_box"] == 1.0
     for chance in [("a", "saliency"), ("c", "gradcam")]:
         assert scores.loc[chance, ["energy_in_box", "box_fraction"]].tolist() == [9 / 48] * 2
-    assert scores.loc["b", list(SCORES)].isna().all(axis=None)
+    assert scores.loc["b", list(LOCALISATION_SCORES)].isna().all(axis=None)
 
 
 def test_localisation_table_passes_the_pointing_tolerance(tmp_path):
@@ -150,4 +151,4 @@ def test_localisation_table_of_no_shard_has_its_columns_and_no_rows(tmp_path):
     labels = tmp_path / "labels.parquet"
     write_labels(labels)
     table = measure.localisation_table([], labels, tolerance=0)
-    assert list(table.columns) == list(TABLE_COLUMNS) and len(table) == 0
+    assert list(table.columns) == list(LOCALISATION_COLUMNS) and len(table) == 0

@@ -10,7 +10,7 @@ import scipy.stats
 import statsmodels.stats.multitest
 from test_aggregate import synthetic_study
 
-from robustmap import aggregate, statistics
+from robustmap import aggregate, kinds, schema, statistics
 
 INF = math.inf
 
@@ -76,7 +76,7 @@ def test_bootstrap_is_reproducible_for_a_seed():
     tested = first["ci_low"].notna()
     assert not np.allclose(first.loc[tested, "ci_low"], other.loc[tested, "ci_low"])
     np.testing.assert_array_equal(first["p_value"], other["p_value"])  # seed only moves the CI
-    assert list(first.columns) == list(statistics.COLUMNS)
+    assert list(first.columns) == list(schema.STATISTICS_COLUMNS)
     assert set(first["test"]) == {
         "search_pair",
         "compactness_spearman",
@@ -151,7 +151,7 @@ def test_every_tested_row_is_adjusted_within_its_family():
         f"{test}/{model}"
         for test in ("search_pair", "compactness_spearman", "compactness_partial_spearman")
         for model in ("m1", "m2")
-    } | {f"model_pair/{search}" for search in aggregate.SEARCH_KINDS}
+    } | {f"model_pair/{search}" for search in kinds.SEARCH_KINDS}
     for _, rows in table[table["p_value"].notna()].groupby("family"):
         p_values = rows["p_value"].to_numpy()
         holm = statsmodels.stats.multitest.multipletests(p_values, method="holm")[1]

@@ -1,0 +1,109 @@
+"""One model's epsilon table: merged from its shards, checked, and its panel images chosen."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+
+from robustmap.kinds import search_order
+from robustmap.schema import empty_search_table
+
+
+def merge_searches(shard_tables: Sequence[pd.DataFrame], shards: pd.DataFrame) -> pd.DataFrame:
+    """One model's per-shard search tables as one table, checked to be complete.
+
+    Args:
+        shard_tables: frames with ``image_id``, ``search`` and the search result columns, one per
+            shard and search kind, in any order.
+        shards: the model's shard table (``image_id``, ``shard``, ...), whose row order is the
+            image order of the result.
+
+    Returns:
+        The rows sorted by search kind (:data:`robustmap.kinds.SEARCH_KINDS`), then by
+        shard-table image order, index reset. Censored rows are kept as they are.
+
+    Raises:
+        ValueError: some shard image lacks a row for a search kind present in the tables, has
+            more than one, or a row names an image that is not in any shard. The message names the
+            image ids, so nothing is lost (or invented) silently.
+    """
+    frames = [frame for frame in shard_tables if len(frame)]
+    if not frames:
+        if len(shards):
+            raise ValueError(
+                f"no search rows for {len(shards)} shard images, e.g. "
+                f"{id_examples(shards['image_id'])}"
+            )
+        # no correct image, no shard: every column of a search table, no rows
+        return empty_search_table()
+    merged = pd.concat(frames, ignore_index=True)
+    position = pd.Series(np.arange(len(shards)), index=shards["image_id"].to_numpy())
+    if not position.index.is_unique:
+        twice = position.index[position.index.duplicated()].unique()
+        raise ValueError(f"shard table lists images twice: {id_examples(twice)}")
+    _check_complete(merged, position.index)
+    kinds = search_order(merged["search"].unique())
+    order = pd.DataFrame(
+        {
+            "kind": merged["search"].map({kind: rank for rank, kind in enumerate(kinds)}),
+            "image": merged["image_id"].map(position),
+        }
+    )
+    return merged.loc[order.sort_values(["kind", "image"], kind="stable").index].reset_index(
+        drop=True
+    )
+
+
+def _check_complete(merged: pd.DataFrame, expected: pd.Index) -> None:
+    problems = []
+    strangers = pd.Index(merged["image_id"].unique()).difference(expected)
+    if len(strangers):
+        problems.append(f"{len(strangers)} rows for images in no shard: {id_examples(strangers)}")
+    for kind, rows in merged.groupby("search", sort=True):
+        counts = rows["image_id"].value_counts()
+        missing = expected.difference(counts.index)
+        if len(missing):
+            problems.append(f"search {kind!r} misses {len(missing)} images: {id_examples(missing)}")
+        repeated = counts.index[counts > 1]
+        if len(repeated):
+            problems.append(
+                f"search {kind!r} has several rows for {len(repeated)} images: "
+                f"{id_examples(repeated)}"
+            )
+    if problems:
+        raise ValueError("incomplete search results; " + "; ".join(problems))
+
+
+def id_examples(ids: Iterable, limit: int = 10) -> str:
+    """Up to ``limit`` of ``ids``, sorted, for an error message that names what went wrong."""
+    ids = sorted(map(str, ids))
+    more = f" and {len(ids) - limit} more" if len(ids) > limit else ""
+    return ", ".join(ids[:limit]) + more
+
+
+def extreme_images(epsilons: pd.DataFrame, *, count: int, search: str = "uniform") -> pd.DataFrame:
+    """The ``count`` most sensitive and ``count`` most robust images of one model's search.
+
+    Args:
+        epsilons: the model's merged epsilon table (image_id, search, epsilon, status, ...).
+
+    Returns:
+        image_id, epsilon, role ("most sensitive" / "most robust"): the smallest epsilons first,
+        then the largest (censored ones count as largest) from the most robust down. Ties keep
+        the table's image order. An image is never listed twice; images with an undefined
+        epsilon are never listed.
+    """
+    rows = epsilons[(epsilons["search"] == search) & epsilons["epsilon"].notna()]
+    ordered = rows.sort_values("epsilon", kind="stable")
+    sensitive = ordered.head(count)
+    robust = ordered.iloc[::-1]
+    robust = robust[~robust["image_id"].isin(sensitive["image_id"])].head(count)
+    return pd.concat(
+        [
+            sensitive[["image_id", "epsilon"]].assign(role="most sensitive"),
+            robust[["image_id", "epsilon"]].assign(role="most robust"),
+        ],
+        ignore_index=True,
+    )
