@@ -159,24 +159,24 @@ def _attack_columns(
 
 
 def _overstatement(present: Sequence[Attack], statistics: pd.DataFrame, model: str) -> dict:
-    """Each weaker attack's median ratio against the strongest (``search_pair`` rows)."""
+    """Each weaker attack's median ratio against the strongest (its ``search_pair`` row; a row
+    that pairs them the other way round is inverted: ratio 1/r, CI (1/high, 1/low))."""
     row = {}
     strongest = present[-1] if present else None
+    pairs = statistics[(statistics["model"] == model) & (statistics["test"] == "search_pair")]
     for weaker in present[:-1]:
-        test = statistics[
-            (statistics["model"] == model)
-            & (statistics["test"] == "search_pair")
-            & (statistics["a"] == weaker.search)
-            & (statistics["b"] == strongest.search)
-        ]
         stem = f"{weaker.name}_over_{strongest.name}"
-        for suffix, column in (
-            ("", "estimate"),
-            ("_ci_low", "ci_low"),
-            ("_ci_high", "ci_high"),
-            ("_q", "q_bh"),
-        ):
-            row[stem + suffix] = float(test[column].iloc[0]) if len(test) else np.nan
+        values = dict.fromkeys(("", "_ci_low", "_ci_high", "_q"), np.nan)
+        for a, b, invert in ((weaker, strongest, False), (strongest, weaker, True)):
+            test = pairs[(pairs["a"] == a.search) & (pairs["b"] == b.search)]
+            if len(test):
+                found = test.iloc[0]
+                ratio = (found["estimate"], found["ci_low"], found["ci_high"])
+                if invert:
+                    ratio = (1 / ratio[0], 1 / ratio[2], 1 / ratio[1])
+                values = dict(zip(values, (*map(float, ratio), float(found["q_bh"])), strict=True))
+                break
+        row |= {stem + suffix: value for suffix, value in values.items()}
     return row
 
 
