@@ -56,18 +56,16 @@ def findings(
         attacks: the attack registry; the strongest attack present sets the headline search.
     """
     present = [a for a in attacks if f"{a.name}_median" in leaderboard]
-    if not present:
-        return []
-    headline = present[-1]
+    headline = present[-1] if present else None  # no run of the headline search: no ranking
     candidates = (
-        classes_finding(per_class, headline, min_class_images=min_class_images),
-        models_finding(leaderboard, statistics, headline),
+        headline and classes_finding(per_class, headline, min_class_images=min_class_images),
+        headline and models_finding(leaderboard, statistics, headline),
         object_background_finding(statistics),
         compactness_finding(statistics),
         localisation_finding(leaderboard),
         attacks_finding(leaderboard, present),
     )
-    return [finding for finding in candidates if finding is not None]
+    return [finding for finding in candidates if finding]
 
 
 def classes_finding(

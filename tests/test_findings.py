@@ -220,4 +220,8 @@ def test_all_findings_in_study_order_and_as_rst():
     text = findings.findings_rst(found)
     assert text.startswith("- **Classes.** Among classes")
     assert "See `leaderboard.html`_." in text
+    unranked = TWO_MODELS.drop(columns=[c for c in TWO_MODELS if c.startswith("fgsm")])
+    assert [f.question for f in findings.findings(unranked, table, stats, min_class_images=5)] == [
+        "Localisation"
+    ]
     assert findings.rst_escape("saliency_gini *x*") == "saliency\\_gini \\*x\\*"
