@@ -124,11 +124,7 @@ def models_finding(
             f"{_model_median(only, attack)}; there is no other model to compare it with."
         )
     elif len(searched) > 1:
-        top, bottom = searched.iloc[0], searched.iloc[-1]
-        parts.append(
-            f"{top['model']} has the largest {what}, {_model_median(top, attack)}, and "
-            f"{bottom['model']} the smallest, {_model_median(bottom, attack)}."
-        )
+        parts.append(_ranking(searched, attack, what))
         parts.append(_model_pairs(statistics, attack))
     if unsearched:
         have = "it has" if len(unsearched) == 1 else "they have"
@@ -136,6 +132,30 @@ def models_finding(
     if not parts:
         return None
     return Finding("Models", " ".join(parts), (LEADERBOARD_FILE,))
+
+
+def _ranking(searched: pd.DataFrame, attack: Attack, what: str) -> str:
+    """Which model has the largest and which the smallest median; censored medians (above
+    eps_max) are not ordered among themselves, and equal medians are called equal."""
+    medians = searched[f"{attack.name}_median"].to_numpy(dtype=np.float64)
+    censored = searched[np.isinf(medians)]
+    finite = searched[np.isfinite(medians)]
+    if finite.empty:
+        return f"{join(censored['model'].tolist())} each have a censored {what} (above eps_max)."
+    if len(censored) > 1:
+        top = f"{join(censored['model'].tolist())} have censored medians (above eps_max)"
+    elif len(censored) == 1:
+        top = f"{censored['model'].iloc[0]} has the largest {what}, "
+        top += _model_median(censored.iloc[0], attack)
+    elif finite[f"{attack.name}_median"].nunique() == 1:
+        return (
+            f"{join(finite['model'].tolist())} have the same {what}, {format_number(medians[0])}."
+        )
+    else:
+        top = f"{finite['model'].iloc[0]} has the largest {what}, "
+        top += _model_median(finite.iloc[0], attack)
+    bottom = finite.iloc[-1]  # the table's order: largest median first
+    return f"{top}, and {bottom['model']} the smallest, {_model_median(bottom, attack)}."
 
 
 def _model_median(row: pd.Series, attack: Attack) -> str:

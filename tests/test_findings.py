@@ -96,17 +96,45 @@ def test_a_zero_correct_model_is_named_but_not_ranked():
     assert found.sentence.startswith("Only m1 has searched images")
 
 
+def test_equal_medians_are_not_called_largest_and_smallest():
+    twins = board(
+        ("a", 21, 0.00183, 0.001, 0.003, NAN, NAN, NAN, NAN, NAN),
+        ("b", 21, 0.00183, 0.001, 0.0029, NAN, NAN, NAN, NAN, NAN),
+    )
+    found = findings.models_finding(twins, statistics_rows(), FGSM)
+    assert found.sentence == (
+        "a and b have the same median FGSM ε (uniform search), 0.00183. No model pair could be "
+        "tested on the images every model got right."
+    )
+
+
 def test_censored_medians_are_called_censored():
     censored = board(
         ("m1", 20, INF, 0.42, INF, NAN, NAN, NAN, NAN, NAN),
-        ("m2", 20, INF, INF, INF, NAN, NAN, NAN, NAN, NAN),
+        ("m2", 18, 0.002, 0.0015, 0.0025, NAN, NAN, NAN, NAN, NAN),
     )
     stats = statistics_rows(("all", "model_pair", "m1", "m2", "uniform", 3, 1.1, 0.5, 2.0, 0.8))
     found = findings.models_finding(censored, stats, FGSM)
     assert found.sentence.startswith(
         "m1 has the largest median FGSM ε (uniform search), censored (above eps_max), 95% CI "
-        "0.42 to above eps_max, and m2 the smallest, censored (above eps_max), 95% CI above "
-        "eps_max to above eps_max."
+        "0.42 to above eps_max, and m2 the smallest, 0.002, 95% CI 0.0015–0.0025."
+    )
+    both = board(
+        ("m1", 20, INF, 0.42, INF, NAN, NAN, NAN, NAN, NAN),
+        ("m3", 20, INF, INF, INF, NAN, NAN, NAN, NAN, NAN),
+    )
+    found = findings.models_finding(both, stats, FGSM)
+    assert found.sentence.startswith(
+        "m1 and m3 each have a censored median FGSM ε (uniform search) (above eps_max)."
+    )
+    three = pd.concat([both, censored.iloc[1:]])
+    found = findings.models_finding(three, stats, FGSM)
+    assert found.sentence.startswith(
+        "m1 and m3 have censored medians (above eps_max), and m2 the smallest, 0.002, 95% CI "
+        "0.0015–0.0025."
+    )
+    assert findings.median_text(INF, INF, INF) == (
+        "censored (above eps_max), 95% CI above eps_max to above eps_max"
     )
 
 
