@@ -213,10 +213,12 @@ def object_background_finding(statistics: pd.DataFrame) -> Finding | None:
     ]
     if rows.empty:
         return None
-    larger, smaller, neither = [], [], []
+    larger, smaller, neither, untested = [], [], [], []
     for _, row in rows.iterrows():
         claim = f"{row['model']} ({_ratio(row)})"
-        if not row["q_bh"] < SIGNIFICANCE:
+        if pd.isna(row["q_bh"]):
+            untested.append(f"{row['model']} (n = {int(row['n'])})")
+        elif not row["q_bh"] < SIGNIFICANCE:
             neither.append(claim)
         elif row["estimate"] >= 1:
             larger.append(claim)
@@ -229,8 +231,10 @@ def object_background_finding(statistics: pd.DataFrame) -> Finding | None:
         parts.append(f"a smaller step than the background-weighted one for {join(smaller)}")
     sentence = f"The object-weighted search needs {'; '.join(parts)}." if parts else ""
     if neither:
-        sentence += f"{' ' if parts else ''}For {join(neither)}: no evidence of a difference."
-    return Finding("Object vs background", sentence, ("paired_searches.png",))
+        sentence += f" For {join(neither)}: no evidence of a difference."
+    if untested:
+        sentence += f" Not tested for {join(untested)}: too few images."
+    return Finding("Object vs background", sentence.strip(), ("paired_searches.png",))
 
 
 def compactness_finding(statistics: pd.DataFrame) -> Finding | None:

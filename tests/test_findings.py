@@ -170,6 +170,7 @@ def test_object_against_background_by_significance():
         ("m1", "search_pair", "object", "background", None, 21, 2.2195, 1.673, 2.647, 0.0028),
         ("m2", "search_pair", "object", "background", None, 18, 1.6695, 1.131, 2.192, 0.054),
         ("m3", "search_pair", "object", "background", None, 21, 0.8, 0.7, 0.9, 0.01),
+        ("never", "search_pair", "object", "background", None, 0, NAN, NAN, NAN, NAN),
     )
     found = findings.object_background_finding(stats)
     assert found.sentence == (
@@ -177,7 +178,8 @@ def test_object_against_background_by_significance():
         "m1 (median ratio object/background 2.22, 95% CI 1.67–2.65, n = 21, q = 0.0028); a "
         "smaller step than the background-weighted one for m3 (median ratio object/background "
         "0.8, 95% CI 0.7–0.9, n = 21, q = 0.01). For m2 (median ratio object/background 1.67, "
-        "95% CI 1.13–2.19, n = 18, q = 0.054): no evidence of a difference."
+        "95% CI 1.13–2.19, n = 18, q = 0.054): no evidence of a difference. Not tested for "
+        "never (n = 0): too few images."
     )
 
 
