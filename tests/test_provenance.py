@@ -72,6 +72,9 @@ def test_the_record_has_every_key_and_the_files_hashes(run_inputs):
     packaged = provenance.weight_file({"zoo": "efficientnet_lite0"})
     assert packaged.suffix == ".pth" and packaged.is_file()
     assert record["weights"]["lite0"] == {"file": packaged.name, "sha256": sha256(packaged)}
+    # the rule's inputs: editing a configured or packaged weight file reruns the job
+    expected = sorted([str(packaged), str(run_inputs["weights"])])
+    assert provenance.static_weight_files(run_inputs["config"]["models"]) == expected
     dataset = record["dataset"]
     listing = json.dumps(run_inputs["files"], sort_keys=True, separators=(",", ":")).encode()
     assert dataset == {
