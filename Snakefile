@@ -14,6 +14,7 @@ include: "rules/predict.smk"
 include: "rules/search.smk"
 include: "rules/heatmaps.smk"
 include: "rules/report.smk"
+include: "rules/answers.smk"
 
 
 rule all:

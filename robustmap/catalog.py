@@ -7,7 +7,9 @@ describe, :mod:`robustmap.sources` downloads the dataset.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
+from pathlib import Path
 
 
 @dataclass(frozen=True)
@@ -60,6 +62,13 @@ ZOO_WEIGHTS: dict[str, Weights] = {
     ),
 }
 """Every zoo name, with the source of its default weights."""
+
+
+def default_cache_dir() -> Path:
+    """Where zoo weights are downloaded: ``$ROBUSTMAP_CACHE`` if set, else
+    ``~/.cache/robustmap``."""
+    return Path(os.environ.get("ROBUSTMAP_CACHE") or Path.home() / ".cache" / "robustmap")
+
 
 TINY_IMAGENET_URL = "http://cs231n.stanford.edu/tiny-imagenet-200.zip"
 TINY_IMAGENET_MD5 = "90528d7ca1a48142e341f4ef8d21d0de"

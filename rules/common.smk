@@ -127,6 +127,9 @@ def all_targets():
         "results/tables/robustness.parquet",
         "results/tables/localisation.parquet",
         "results/figures/done.json",
+        "results/tables/leaderboard.parquet",
+        "results/provenance.json",
+        "results/report/findings.rst",
     ]
 
 

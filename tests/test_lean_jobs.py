@@ -19,6 +19,9 @@ NO_MODEL_SCRIPTS = [
     "aggregate",
     "figures",
     "panels",
+    "leaderboard",
+    "provenance",
+    "findings",
 ]
 HEAVY = ("tensorflow", "keras")
 

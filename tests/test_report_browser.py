@@ -117,6 +117,34 @@ def test_report_loads_and_every_result_renders(report_html, browser, tmp_path):
     assert home.stat().st_size > 0 and shot.stat().st_size > 0
 
 
+def test_the_first_page_opens_on_the_findings_and_the_leaderboard(report_html, browser, tmp_path):
+    """Findings at the top of the landing page (no empty band above them: the page's style
+    top-aligns Snakemake's vertically centred box), then the leaderboard with a row per model."""
+    open_report(browser, report_html)
+    browser.save_screenshot(str(screenshots(tmp_path) / "report_first_page.png"))
+    headings = browser.execute_script(
+        "return Array.from(document.querySelectorAll('#app .prose h1, #app .prose h2'))"
+        ".map(h => [h.textContent.trim(), h.getBoundingClientRect().top])"
+    )
+    titles = [title for title, _ in headings]
+    assert titles[:2] == ["Findings", "Leaderboard"], titles
+    assert "Provenance" in titles
+    top = headings[0][1]
+    assert 0 <= top < 100, f"the findings start {top} px from the top (a band, or cut off)"
+    items = browser.find_elements(By.CSS_SELECTOR, "#app .prose ul li")
+    assert any(item.text.startswith("Models.") for item in items)
+    models = browser.execute_script(
+        "return Array.from(document.querySelectorAll('table.robustmap-leaderboard tbody tr'))"
+        ".map(r => r.cells[1].textContent)"
+    )
+    expected = browser.execute_script(
+        "return Object.keys(results).filter(p => p.endsWith('panels.png'))"
+        ".map(p => p.split('/').slice(-2)[0])"
+    )
+    assert sorted(models) == sorted(expected)
+    assert not severe(browser)
+
+
 def click_when_settled(driver, find) -> None:
     """Click the element ``find(driver)`` returns, as a user would, once nothing covers it.
 

@@ -149,8 +149,9 @@ def test_unchanged_rerun_does_nothing(workflow_run):
 
 
 def touched_models(outputs: list[str]) -> set[str]:
-    folders = {Path(output).parts[1] for output in outputs if output.startswith("results/")}
-    return folders - {"tables", "figures"}
+    """The model folders among ``outputs`` (not the cross-model ones, nor results/ files)."""
+    parts = [Path(output).parts for output in outputs if output.startswith("results/")]
+    return {part[1] for part in parts if len(part) > 2} - {"tables", "figures", "report"}
 
 
 def test_editing_one_model_reruns_only_that_model(workflow_run, tmp_path):

@@ -27,7 +27,7 @@ from typing import Any
 
 import keras
 
-from robustmap.catalog import ZOO_WEIGHTS
+from robustmap.catalog import ZOO_WEIGHTS, default_cache_dir
 from robustmap.fetch import MissingChecksumError, fetch
 from robustmap.models import efficientnet_lite, keras_apps
 
@@ -131,11 +131,6 @@ ZOO: dict[str, ZooEntry] = {
         _app("efficientnet_b0", keras_apps.efficientnet_b0),
     )
 }
-
-
-def default_cache_dir() -> Path:
-    """``$ROBUSTMAP_CACHE`` if set, else ``~/.cache/robustmap``."""
-    return Path(os.environ.get("ROBUSTMAP_CACHE") or Path.home() / ".cache" / "robustmap")
 
 
 def load(
