@@ -42,6 +42,9 @@ SUBMITTED_JOBS_PER_RULE = {
     "aggregate": 1,
     "figures": 1,
     "panels": 1,
+    "leaderboard": 1,
+    "provenance": 1,
+    "findings": 1,
 }
 COMPARED = ("results/labels.parquet", "results/dataset/manifest.json", f"results/{MODEL}/**/*")
 SLURM_PROFILE = REPO / "profiles" / "slurm-test"
