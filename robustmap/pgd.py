@@ -50,7 +50,7 @@ point evaluated.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -98,15 +98,7 @@ class PgdResult:
 
     def to_frame(self) -> pd.DataFrame:
         """One row per image, columns named as the fields."""
-        return pd.DataFrame(
-            {
-                "epsilon": self.epsilon,
-                "epsilon_low": self.epsilon_low,
-                "adversarial_label": self.adversarial_label,
-                "status": self.status.astype(object),
-                "gradient_passes": self.gradient_passes,
-            }
-        )
+        return pd.DataFrame(asdict(self)).astype({"status": object})
 
 
 def minimal_epsilons(

@@ -9,7 +9,7 @@ from test_search import (
     PIXELS,
     linear_model,
     random_linear_problem,
-    small_conv_model,
+    row_independent_problem,
 )
 
 from robustmap import pgd, search
@@ -113,10 +113,7 @@ def test_without_upper_the_search_starts_at_eps_max_and_censors_no_flip():
 
 @pytest.mark.parametrize("kind", ["linear", "conv"])
 def test_epsilons_do_not_depend_on_the_batch_size(kind):
-    model, _, _, images, labels = random_linear_problem(6, n=10)
-    if kind == "conv":
-        model = small_conv_model()
-        labels = model.predict(images, verbose=0).argmax(axis=1)
+    model, images, labels = row_independent_problem(kind)
     weights = {"u": None, "w": np.random.default_rng(1).uniform(0, 1, images.shape[:3])}
     results = [
         pgd.minimal_epsilons(model, images, labels, weights=weights, batch_size=size)
