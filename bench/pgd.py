@@ -27,6 +27,11 @@ import tensorflow as tf  # noqa: E402
 
 from robustmap import models, pgd, shards, tables  # noqa: E402
 
+if not hasattr(np, "find_common_type"):
+    # eagerpy 0.30.0 (Foolbox's tensor layer, unmaintained) calls this NumPy 1 function, removed
+    # in NumPy 2; for the dtypes it passes (no scalar types) result_type is the same.
+    np.find_common_type = lambda array_types, scalar_types: np.result_type(*array_types)
+
 MODEL = "efficientnet_lite0"
 FMN_STEPS = 100
 
@@ -34,7 +39,9 @@ FMN_STEPS = 100
 def main() -> None:
     args = parse_args()
     model = models.load(MODEL)
-    images, labels, upper = default_run_images(args.results, args.images, args.image_size)
+    results = args.results.resolve()
+    os.chdir(results.parent)  # a run's manifest holds its dataset root relative to the run
+    images, labels, upper = default_run_images(results, args.images, args.image_size)
     print(f"{len(images)} images {images.shape[1:]}, FGSM upper median {np.median(upper):.5f}")
 
     def ours(x, y, eps):
