@@ -154,8 +154,8 @@ def _checked_upper(upper: np.ndarray | None, n: int, eps_max: float) -> np.ndarr
 @dataclass
 class _Brackets:
     """Per row: the stage radius ``eps`` (float32-exact), the bracket (lo, hi], the passes spent
-    in the stage, the last stage's outcome (1 flipped, -1 failed, 0 none) and whether the one
-    before had the same."""
+    in the stage, the last stage's outcome (1 flipped, -1 failed, 0 none), whether the one
+    before had the same, and the stages so far."""
 
     eps: np.ndarray
     lo: np.ndarray
