@@ -128,17 +128,29 @@ class CompiledCalls:
         def logits(x):
             return tf.cast(model_ref()(x, training=False), tf.float32)
 
-        def logits_and_gradient(x, y):
-            with tf.GradientTape(watch_accessed_variables=False) as tape:
-                tape.watch(x)
-                z = logits(x)
-                # Sum of per-image losses: each image's gradient is its own loss's gradient.
-                loss = tf.reduce_sum(tf.nn.sparse_softmax_cross_entropy_with_logits(y, z))
-            return z, tape.gradient(loss, x)
+        def with_gradient(loss_of):
+            def logits_and_gradient(x, y):
+                with tf.GradientTape(watch_accessed_variables=False) as tape:
+                    tape.watch(x)
+                    z = logits(x)
+                    # Sum of per-image losses: each image's gradient is its own loss's gradient.
+                    loss = tf.reduce_sum(loss_of(y, z))
+                return z, tape.gradient(loss, x)
 
-        images = (self.image_shape, np.float32)
+            return logits_and_gradient
+
+        def margin_loss(y, z):
+            others = tf.where(tf.one_hot(y, tf.shape(z)[1]) > 0, -np.inf, z)
+            return tf.reduce_max(others, axis=1) - tf.gather(z, y, axis=1, batch_dims=1)
+
+        images, labels = (self.image_shape, np.float32), ((), np.int32)
         self._logits = BatchedCall(logits, [images], rows)
-        self._logits_and_gradient = BatchedCall(logits_and_gradient, [images, ((), np.int32)], rows)
+        cross_entropy = with_gradient(tf.nn.sparse_softmax_cross_entropy_with_logits)
+        self._logits_and_gradient = BatchedCall(cross_entropy, [images, labels], rows)
+        # Traced on first use only: the FGSM search never calls it.
+        self._logits_and_margin_gradient = BatchedCall(
+            with_gradient(margin_loss), [images, labels], rows
+        )
         self.rows, self.buckets = self._logits.rows, self._logits.buckets
 
     def logits(self, x: np.ndarray) -> np.ndarray:
@@ -149,6 +161,14 @@ class CompiledCalls:
         """Logits float32 [N, K] and the gradient float32 [N, H, W, C] of the softmax
         cross-entropy of each image's logits and its label ``y`` (int [N]) by its pixels."""
         return self._logits_and_gradient(x, y)
+
+    def logits_and_margin_gradient(
+        self, x: np.ndarray, y: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Logits float32 [N, K] and the gradient float32 [N, H, W, C] of the margin loss
+        max_{k != y} z_k - z_y (minus :func:`margin`; ascending it moves towards a flip, as
+        ascending the cross-entropy does) of each image by its pixels."""
+        return self._logits_and_margin_gradient(x, y)
 
 
 _COMPILED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()

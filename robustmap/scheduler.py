@@ -80,9 +80,18 @@ class Scheduler:
         row = np.flatnonzero(self.phase >= 0)
         return row[np.argsort(self.image[row], kind="stable")]
 
-    def run(self, attack: Attack, calls: ModelCalls) -> None:
+    def run(
+        self,
+        attack: Attack,
+        calls: ModelCalls,
+        probe_gradient: Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
+        | None = None,
+    ) -> None:
         """Admit, probe and record until every row is DONE; each image's clean pass is one
-        gradient call for its ``batch_size`` images, shared by its rows."""
+        gradient call for its ``batch_size`` images, shared by its rows. ``probe_gradient``
+        (default ``calls.logits_and_gradient``) is the call of probes that need a gradient, for
+        an attack whose probes follow another loss than its clean pass."""
+        probe_gradient = probe_gradient or calls.logits_and_gradient
         admitted = 0
         while True:
             while len(self.pending()) < calls.rows and admitted < len(self.images):
@@ -99,7 +108,7 @@ class Scheduler:
             row = row[: len(row) - len(row) % calls.rows or None]
             x = attack.probe_inputs(row)
             if attack.probe_needs_gradient:
-                attack.record(row, *calls.logits_and_gradient(x, self.labels[self.image[row]]))
+                attack.record(row, *probe_gradient(x, self.labels[self.image[row]]))
             else:
                 attack.record(row, calls.logits(x), None)
             self.passes[row] += 1

@@ -139,7 +139,7 @@ def default_grid(
     """
     low = min(max(EPS_MIN, tol), eps_max)
     grid = np.geomspace(low, eps_max, points) if points > 1 else np.array([eps_max])
-    return np.unique(_as_float32_exact(grid))
+    return np.unique(as_float32_exact(grid))
 
 
 def perturb(images: np.ndarray, directions: np.ndarray, eps: float | np.ndarray) -> np.ndarray:
@@ -164,20 +164,22 @@ def fgsm_direction(
     batch_size: int = 64,
 ) -> np.ndarray:
     """d = sign(d CE(f(x), y) / dx) * w, float32 [N, H, W, C]; gradient taken on the logits."""
-    images, labels = _checked_inputs(images, labels)
+    images, labels = checked_inputs(images, labels)
     compiled = model_calls.compiled(model, images.shape[1:], batch_size)
     directions = np.empty_like(images)
     for start in range(0, len(images), batch_size):
         stop = min(start + batch_size, len(images))
         _, gradient = compiled.logits_and_gradient(images[start:stop], labels[start:stop])
-        directions[start:stop] = _direction(_sign(gradient), _weights_slice(weights, start, stop))
+        directions[start:stop] = apply_weights(
+            gradient_sign(gradient), batch_weights(weights, slice(start, stop))
+        )
     return directions
 
 
 def weighted_direction(direction: np.ndarray, weights: np.ndarray | None) -> np.ndarray:
     """An unweighted FGSM direction of N images times ``weights`` (as in :func:`minimal_epsilon`;
     None: 1). Equal to :func:`fgsm_direction` with those weights, without another gradient."""
-    return _direction(direction, _weights_slice(weights, 0, len(direction)))
+    return apply_weights(direction, batch_weights(weights, slice(0, len(direction))))
 
 
 def minimal_epsilon(
@@ -246,7 +248,7 @@ def minimal_epsilons(
     exactly the direction that search perturbed along (no second gradient, which could differ
     in round-off where g is near zero).
     """
-    images, labels = _checked_inputs(images, labels)
+    images, labels = checked_inputs(images, labels)
     if not weights:
         raise ValueError("weights must name at least one search")
     if not (tol > 0.0 and eps_max > 0.0):
@@ -440,11 +442,12 @@ class _FgsmAttack:
     def admit(self, batch: np.ndarray, logits: np.ndarray, gradient: np.ndarray) -> None:
         """The clean pass of images ``batch``, shared by their rows in every search: statuses,
         directions, and each searched row's first grid probe."""
-        sign = _sign(gradient)  # once per image, shared by sign_out and every search
+        sign = gradient_sign(gradient)  # once per image, shared by sign_out and every search
         if self.sign_out is not None:
             self.sign_out[batch] = sign
         per_search = [
-            _direction(sign, _weights_slice(w, batch[0], batch[-1] + 1)) for w in self.weights
+            apply_weights(sign, batch_weights(w, slice(batch[0], batch[-1] + 1)))
+            for w in self.weights
         ]
         searches = len(self.weights)
         rows = self.rows.rows_of(batch)
@@ -564,23 +567,25 @@ def _next_probe(lo, f_lo, hi, f_hi, c, f_c, *, halved, tol) -> np.ndarray:
     estimate = np.where(estimate - lo < tol, step_up, estimate)
     estimate = np.where(hi - estimate < tol, step_down, estimate)
     probe = np.where(hi - lo <= 2 * tol, midpoint, estimate)
-    return _as_float32_exact(probe)
+    return as_float32_exact(probe)
 
 
-def _sign(gradient: np.ndarray) -> np.ndarray:
+def gradient_sign(gradient: np.ndarray) -> np.ndarray:
     """sign(g), float32 (exactly -1, 0 or 1)."""
     return np.sign(gradient).astype(np.float32)
 
 
-def _direction(sign: np.ndarray, weights: np.ndarray | None) -> np.ndarray:
+def apply_weights(sign: np.ndarray, weights: np.ndarray | None) -> np.ndarray:
     """sign(g) * w, float32; weights broadcast over channels. ``sign`` is not modified."""
     return sign if weights is None else sign * weights
 
 
-def _weights_slice(weights: np.ndarray | None, start: int, stop: int) -> np.ndarray | None:
+def batch_weights(weights: np.ndarray | None, index: slice | np.ndarray) -> np.ndarray | None:
+    """The weights of images ``index`` (a slice or an index array) of a search's weights, float32
+    [n, H, W, C or 1] ready to broadcast over the channels; None (weights 1) stays None."""
     if weights is None:
         return None
-    w = np.asarray(weights[start:stop], dtype=np.float32)
+    w = np.asarray(weights[index], dtype=np.float32)
     if w.ndim == 3:
         w = w[..., None]
     if w.ndim != 4 or np.any(w < 0) or np.any(w > 1):
@@ -588,7 +593,7 @@ def _weights_slice(weights: np.ndarray | None, start: int, stop: int) -> np.ndar
     return w
 
 
-def _checked_inputs(images, labels) -> tuple[np.ndarray, np.ndarray]:
+def checked_inputs(images, labels) -> tuple[np.ndarray, np.ndarray]:
     images = np.asarray(images, dtype=np.float32)
     labels = np.asarray(labels, dtype=np.int64)
     if images.ndim != 4 or labels.shape != (len(images),):
@@ -597,7 +602,7 @@ def _checked_inputs(images, labels) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _checked_grid(grid, eps_max: float) -> np.ndarray:
-    grid = _as_float32_exact(np.asarray(grid, dtype=np.float64))
+    grid = as_float32_exact(np.asarray(grid, dtype=np.float64))
     if grid.ndim != 1 or np.any(np.diff(grid) <= 0) or grid[0] <= 0 or grid[-1] > eps_max:
         raise ValueError("grid must increase strictly within (0, eps_max]")
     return grid
@@ -612,6 +617,6 @@ def _float32_on_side(eps: np.ndarray, *, below: bool) -> np.ndarray:
     return rounded.astype(np.float64)
 
 
-def _as_float32_exact(eps: np.ndarray) -> np.ndarray:
+def as_float32_exact(eps: np.ndarray) -> np.ndarray:
     """Round to the nearest float32, kept as float64: the epsilon the model actually sees."""
     return np.asarray(eps, dtype=np.float32).astype(np.float64)

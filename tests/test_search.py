@@ -200,12 +200,19 @@ def small_conv_model() -> keras.Model:
     return keras.Model(inputs, keras.layers.Dense(CLASSES)(h))
 
 
-@pytest.mark.parametrize("kind", ["linear", "conv"])
-def test_epsilons_do_not_depend_on_the_batch_size(kind):
+def row_independent_problem(kind: str):
+    """A model whose rows are computed independently (``linear`` or ``conv``), 10 images and the
+    labels it predicts for them (the linear model's are the true ones)."""
     model, _, _, images, labels = random_linear_problem(6, n=10)
     if kind == "conv":
         model = small_conv_model()
         labels = model.predict(images, verbose=0).argmax(axis=1)
+    return model, images, labels
+
+
+@pytest.mark.parametrize("kind", ["linear", "conv"])
+def test_epsilons_do_not_depend_on_the_batch_size(kind):
+    model, images, labels = row_independent_problem(kind)
     results = [
         search.minimal_epsilon(model, images, labels, eps_max=1.0, tol=TOL, batch_size=size)
         for size in (1, 3, 64)

@@ -1,0 +1,324 @@
+"""The minimal epsilon of every image under an iterative attack (PGD), beside FGSM's.
+
+Definition
+----------
+For an image x in [0, 1] (float32, NHWC), its true label y, a model f returning logits and
+per-pixel weights w in [0, 1] (w = 1 for the uniform search; the same weights as
+:func:`robustmap.search.minimal_epsilons`), an epsilon is *flipping* when the attack finds a
+delta in the weighted L-inf box |delta_i| <= eps * w_i with argmax f(clip(x + delta, 0, 1)) != y.
+The result is the smallest flipping epsilon found: an upper bound on the true minimal weighted
+L-inf distance to another class, as FGSM's is, and a tighter one. ``epsilon_low`` is the largest
+epsilon at which the attack failed (the true distance may still lie below it: PGD is a search,
+not a proof).
+
+Attack
+------
+Each image's search is a sequence of *stages*, one radius eps each. A stage is PGD inside the
+box of that radius: up to ``steps`` steps delta <- clip(delta + alpha * sign(g) * w, -eps w,
+eps w), alpha = ``STEP_FACTOR`` * eps / steps, with g the gradient of the margin loss
+max_{k != y} z_k - z_y (which finds smaller epsilons than the cross-entropy). One gradient pass
+evaluates the current point and gives its gradient: a stage ends at its first flipping point
+(the stage succeeds: eps is flipping) or after ``steps`` passes without one (it fails). Every
+stage starts from the last point of the one before, projected into its box (warm start).
+
+The radii bracket the answer: lo (the largest failing one, 0 at first) < hi (the smallest
+flipping one). The first stage is the FGSM point itself: the clean pass's cross-entropy gradient
+gives the FGSM direction d = sign(g) * w, and the stage starts at delta = eps0 * d with eps0 the
+FGSM epsilon ``upper`` (so hi = upper from the start: FGSM's adversarial image is its witness,
+and the answer is never above it), or ``eps_max`` without one. Each next radius is the linear
+estimate of the boundary from the last point of the stage, eps + m / sum_i w_i |g_i| (m: its
+margin; exact for a linear model when the class it moves towards is the nearest one), aimed
+``rel_tol`` / 4 above it, kept at least a factor 1 + ``rel_tol`` inside the bracket (so a stage
+landing across the boundary closes it), and replaced by the bracket's geometric mean after two
+stages in a row with the same outcome. The search stops when hi / lo - 1 <= ``rel_tol``.
+A typical search: the FGSM stage (one pass), one or two flipping stages near the estimate (a
+pass or two each) and one failing stage (``steps`` passes).
+
+Scheduling is the FGSM search's (:class:`robustmap.scheduler.Scheduler`, with this attack's
+probes costing a gradient call each): every image in flight has one point pending, and the points
+of all images, stages and searches fill the same model calls. Radii are float32-exact and each
+image's points depend only on its own logits and gradients, so for models whose rows are computed
+independently of each other the epsilons do not depend on ``batch_size``. There is no randomness.
+
+Statuses are :func:`robustmap.search.minimal_epsilons`'s: ``flipped`` (epsilon in (0, eps_max]
+or the FGSM epsilon), ``not_flipped`` (the stage at eps_max failed and there is no ``upper``;
+epsilon inf), ``zero_gradient`` (the FGSM direction is all zero; epsilon inf),
+``misclassified_at_start`` (epsilon nan). ``gradient_passes`` counts the clean pass and one per
+point evaluated.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+
+from robustmap import model_calls
+from robustmap.scheduler import DONE, Scheduler
+from robustmap.schema import FLIPPED, MISCLASSIFIED_AT_START, NOT_FLIPPED, ZERO_GRADIENT
+from robustmap.search import (
+    apply_weights,
+    as_float32_exact,
+    batch_weights,
+    checked_inputs,
+    gradient_sign,
+    perturb,
+)
+
+if TYPE_CHECKING:
+    import keras
+
+STEP_FACTOR = 2.5
+"""PGD's step is STEP_FACTOR * eps / steps: a stage can cross its box a little more than once."""
+STAGE = 0
+"""The attack's one phase: a row has a point pending in its current stage."""
+MAX_STAGES = 200
+
+
+@dataclass(frozen=True)
+class PgdResult:
+    """Per-image outcome of :func:`minimal_epsilons`; every field has shape [N].
+
+    epsilon: float64, smallest flipping epsilon found (inf: no flip / zero gradient; nan:
+    misclassified at start). epsilon_low: float64, largest epsilon at which the attack failed
+    (0: none; nan where epsilon is nan or inf without a failing stage). adversarial_label:
+    int64, argmax f at the flipping point (-1 where there is none, or where the only flipping
+    point is FGSM's and it did not flip when evaluated again). status: str.
+    gradient_passes: int64, gradient calls spent on the image (clean pass included).
+    """
+
+    epsilon: np.ndarray
+    epsilon_low: np.ndarray
+    adversarial_label: np.ndarray
+    status: np.ndarray
+    gradient_passes: np.ndarray
+
+    def to_frame(self) -> pd.DataFrame:
+        """One row per image, columns named as the fields."""
+        return pd.DataFrame(asdict(self)).astype({"status": object})
+
+
+def minimal_epsilons(
+    model: keras.Model,
+    images: np.ndarray,
+    labels: np.ndarray,
+    *,
+    weights: Mapping[str, np.ndarray | None],
+    upper: Mapping[str, np.ndarray] | None = None,
+    eps_max: float = 1.0,
+    steps: int = 10,
+    rel_tol: float = 0.01,
+    batch_size: int = 16,
+    progress: Callable[[int, int], None] | None = None,
+) -> dict[str, PgdResult]:
+    """Minimal PGD epsilon of each image and search (definition and attack: module docstring).
+
+    images: float32 [N, H, W, C] in [0, 1]; labels: int [N]; ``weights`` maps a search name to
+    its weights ([N, H, W], [N, H, W, 1] or [N, H, W, C] in [0, 1]; None for 1), as in
+    :func:`robustmap.search.minimal_epsilons`, and the result maps each name to its
+    :class:`PgdResult`. ``upper`` maps a search to epsilons [N] known to flip along the FGSM
+    direction (that search's FGSM result; inf or nan: none); a search without an entry starts
+    from eps_max. Searches share each image's clean pass and fill the same model calls, whose
+    rows are ``batch_size``. ``progress(done, total)`` counts (image, search) pairs.
+    """
+    images, labels = checked_inputs(images, labels)
+    if not weights:
+        raise ValueError("weights must name at least one search")
+    if not (rel_tol > 0.0 and eps_max > 0.0 and steps >= 1):
+        raise ValueError("rel_tol and eps_max must be positive and steps at least 1")
+    upper = upper or {}
+    starts = [_checked_upper(upper.get(name), len(images), eps_max) for name in weights]
+    compiled = model_calls.compiled(model, images.shape[1:], batch_size)
+    scheduler = Scheduler(images, labels, len(weights), batch_size, progress)
+    attack = _PgdAttack(
+        scheduler, list(weights.values()), np.concatenate(starts), eps_max, steps, rel_tol
+    )
+    scheduler.run(attack, compiled, compiled.logits_and_margin_gradient)
+    return dict(zip(weights, attack.results(), strict=True))
+
+
+def _checked_upper(upper: np.ndarray | None, n: int, eps_max: float) -> np.ndarray:
+    """A search's known flipping epsilons float64 [n], float32-exact; inf where unknown."""
+    if upper is None:
+        return np.full(n, np.inf)
+    upper = np.asarray(upper, dtype=np.float64)
+    if upper.shape != (n,):
+        raise ValueError(f"upper must hold one epsilon per image ({n})")
+    known = np.isfinite(upper) & (upper > 0)
+    return np.where(known, as_float32_exact(np.where(known, upper, 0.0)), np.inf)
+
+
+@dataclass
+class _Brackets:
+    """Per row: the stage radius ``eps`` (float32-exact), the bracket (lo, hi], the passes spent
+    in the stage, the last stage's outcome (1 flipped, -1 failed, 0 none), whether the one
+    before had the same, and the stages so far."""
+
+    eps: np.ndarray
+    lo: np.ndarray
+    hi: np.ndarray
+    stage_passes: np.ndarray
+    outcome: np.ndarray
+    repeated: np.ndarray
+    stages: np.ndarray
+
+    @classmethod
+    def empty(cls, hi: np.ndarray) -> _Brackets:
+        n = len(hi)
+        return cls(
+            np.zeros(n),
+            np.zeros(n),
+            hi.copy(),
+            np.zeros(n, np.int64),
+            np.zeros(n, np.int8),
+            np.zeros(n, bool),
+            np.zeros(n, np.int64),
+        )
+
+    def end_stage(self, row: np.ndarray, flipped: np.ndarray) -> None:
+        """The stages of ``row`` ended: a flipping one lowers hi, a failing one raises lo."""
+        self.hi[row[flipped]] = self.eps[row[flipped]]
+        self.lo[row[~flipped]] = self.eps[row[~flipped]]
+        outcome = np.where(flipped, 1, -1).astype(np.int8)
+        self.repeated[row] = self.outcome[row] == outcome
+        self.outcome[row] = outcome
+        self.stage_passes[row] = 0
+        self.stages[row] += 1
+
+    def next_radius(self, row: np.ndarray, estimate: np.ndarray, rel_tol: float) -> np.ndarray:
+        """The next stage's radius (module docstring), float32-exact; nan where no float32
+        lies inside the bracket."""
+        lo, hi = self.lo[row], self.hi[row]
+        low = np.where(lo > 0, lo * (1 + rel_tol), hi / 64)
+        high = hi / (1 + rel_tol)
+        aim = np.clip(estimate * (1 + rel_tol / 4), low, high)
+        middle = np.where(lo > 0, np.sqrt(lo * hi), 0.5 * hi)
+        bisect = ~np.isfinite(estimate) | (self.repeated[row] & (lo > 0)) | (low > high)
+        radius = as_float32_exact(np.where(bisect, middle, aim))
+        return np.where((radius > lo) & (radius < hi), radius, np.nan)
+
+
+class _PgdAttack:
+    """The PGD search of S weightings over N images on the rows of a :class:`Scheduler` (row =
+    search * N + image), whose phases it sets; vectorised over rows. Each row holds its current
+    perturbation ``delta`` (float32, like the images) and its :class:`_Brackets`."""
+
+    probe_needs_gradient = True
+
+    def __init__(
+        self,
+        scheduler: Scheduler,
+        weights: list[np.ndarray | None],
+        upper: np.ndarray,
+        eps_max: float,
+        steps: int,
+        rel_tol: float,
+    ) -> None:
+        self.rows, self.weights, self.steps, self.rel_tol = scheduler, weights, steps, rel_tol
+        self.upper = upper  # [n]: FGSM's flipping epsilon of each row, inf where unknown
+        self.eps_max = float(as_float32_exact(eps_max))
+        n = len(scheduler.image)
+        self.labels = scheduler.labels[scheduler.image]
+        self.delta = np.zeros((n, *scheduler.images.shape[1:]), np.float32)
+        self.brackets = _Brackets.empty(upper)
+        self.epsilon = np.full(n, np.inf)
+        self.adversarial_label = np.full(n, -1, np.int64)
+        self.status = np.full(n, FLIPPED, dtype=object)
+
+    def admit(self, batch: np.ndarray, logits: np.ndarray, gradient: np.ndarray) -> None:
+        """The clean pass of images ``batch``: statuses, and each searched row's first stage at
+        the FGSM point of radius min(upper, eps_max)."""
+        sign = gradient_sign(gradient)
+        rows = self.rows.rows_of(batch)
+        fgsm = np.concatenate([apply_weights(sign, batch_weights(w, batch)) for w in self.weights])
+        _, clean_label = model_calls.margin(logits, self.labels[batch])
+        misclassified = np.tile(clean_label != self.labels[batch], len(self.weights))
+        zero = ~misclassified & ~fgsm.reshape(len(rows), -1).any(axis=1)
+        self._finish(rows[misclassified], MISCLASSIFIED_AT_START, np.nan, np.nan)
+        self._finish(rows[zero], ZERO_GRADIENT, np.inf, np.nan)
+        searched = ~misclassified & ~zero
+        row = rows[searched]
+        eps = np.minimum(self.upper[row], self.eps_max)
+        self.brackets.eps[row] = eps
+        self.delta[row] = np.multiply(
+            eps.astype(np.float32)[:, None, None, None], fgsm[searched], dtype=np.float32
+        )
+        self.rows.phase[row] = STAGE
+
+    def probe_inputs(self, row: np.ndarray) -> np.ndarray:
+        """clip(x + delta, 0, 1) of each row: at the first stage, FGSM's own probe bit for bit."""
+        return perturb(self.rows.images[self.rows.image[row]], self.delta[row], 1.0)
+
+    def record(self, row: np.ndarray, logits: np.ndarray, gradient: np.ndarray | None) -> None:
+        """Logits and margin-loss gradient at the pending point of each row: end the stages that
+        flipped or ran out of steps, open the next ones, and take each row's PGD step."""
+        margin, label = model_calls.margin(logits, self.labels[row])
+        flipped = label != self.labels[row]
+        w = self._weights_of(row)
+        weighted = gradient if w is None else gradient * w
+        with np.errstate(divide="ignore", invalid="ignore"):
+            reach = np.abs(weighted, dtype=np.float64).reshape(len(row), -1).sum(axis=1)
+            estimate = self.brackets.eps[row] + margin / reach
+        self.adversarial_label[row[flipped]] = label[flipped]
+        self.brackets.stage_passes[row] += 1
+        ended = flipped | (self.brackets.stage_passes[row] == self.steps)
+        self.brackets.end_stage(row[ended], flipped[ended])
+        going = self._next_stages(row[ended], estimate[ended])
+        keep = ~ended
+        keep[ended] = going
+        self._step(row[keep], gradient[keep], None if w is None else w[keep])
+
+    def _next_stages(self, row: np.ndarray, estimate: np.ndarray) -> np.ndarray:
+        """Finish the rows whose bracket is closed; give the others their next radius. Returns
+        which rows go on."""
+        brackets = self.brackets
+        lo, hi = brackets.lo[row], brackets.hi[row]
+        never = np.isinf(hi)  # the stage at eps_max failed and nothing is known to flip
+        self._finish(row[never], NOT_FLIPPED, np.inf, lo[never])
+        closed = ~never & (hi <= lo * (1 + self.rel_tol))
+        radius = brackets.next_radius(row, estimate, self.rel_tol)
+        stuck = ~never & ~closed & (np.isnan(radius) | (brackets.stages[row] >= MAX_STAGES))
+        done = closed | stuck
+        self._finish(row[done], FLIPPED, hi[done], lo[done])
+        going = ~never & ~done
+        brackets.eps[row[going]] = radius[going]
+        return going
+
+    def _step(self, row: np.ndarray, gradient: np.ndarray, w: np.ndarray | None) -> None:
+        """One PGD step of each row at its current radius, projected into its box."""
+        eps = self.brackets.eps[row].astype(np.float32)[:, None, None, None]
+        alpha = np.float32(STEP_FACTOR / self.steps) * eps
+        step = apply_weights(gradient_sign(gradient), w)
+        bound = eps if w is None else eps * w
+        delta = self.delta[row] + alpha * step
+        self.delta[row] = np.clip(delta, -bound, bound)
+
+    def _weights_of(self, row: np.ndarray) -> np.ndarray | None:
+        """The weights of each row's search and image, float32 [R, H, W, C]; None if every
+        search is unweighted."""
+        if all(w is None for w in self.weights):
+            return None
+        n = len(self.rows.images)
+        search, image = row // n, self.rows.image[row]
+        w = np.ones((len(row), *self.rows.images.shape[1:]), np.float32)
+        for index, weights in enumerate(self.weights):
+            mine = search == index
+            if weights is not None and mine.any():
+                w[mine] = batch_weights(weights, image[mine])
+        return w
+
+    def _finish(self, row: np.ndarray, status: str, epsilon, epsilon_low) -> None:
+        self.status[row] = status
+        self.epsilon[row] = epsilon
+        self.brackets.lo[row] = epsilon_low
+        self.rows.phase[row] = DONE
+
+    def results(self) -> list[PgdResult]:
+        """One result per search, in the order of the weights."""
+        label = np.where(self.status == FLIPPED, self.adversarial_label, -1).astype(np.int64)
+        fields = (self.epsilon, self.brackets.lo, label, self.status.astype(str), self.rows.passes)
+        parts = [np.split(field, len(self.weights)) for field in fields]
+        return [PgdResult(*(part[s] for part in parts)) for s in range(len(self.weights))]
