@@ -67,7 +67,7 @@ def forward_rows_per_second(rows: int, repeats: int) -> None:
         _, first = timed(calls.logits, x[:BATCH])  # traces (and converts, compiles) one shape
         best = min(timed(calls.logits, x)[1] for _ in range(repeats))
         print(f"(a) {engine}: {rows / best:.1f} rows/s ({ROWS_SHAPE[0]}px, batch {BATCH})")
-        print(f"    {engine}: first call of {BATCH} rows (trace, conversion, compile) {first:.2f} s")
+        print(f"    {engine}: first call of {BATCH} rows (trace, conversion) {first:.2f} s")
 
 
 def correct_views(size: int, count: int) -> tuple[np.ndarray, np.ndarray]:
@@ -120,13 +120,14 @@ def compare(reference: dict, other: dict) -> None:
     for kind in reference:
         a, b = reference[kind], other[kind]
         same_status = np.array_equal(a.status, b.status)
+        changed = sorted(set(zip(a.status, b.status, strict=True)) - {(s, s) for s in a.status})
         both = np.isfinite(a.epsilon) & np.isfinite(b.epsilon)
         diff = np.abs(a.epsilon[both] - b.epsilon[both])
         relative = diff / np.maximum(a.epsilon[both], 1e-12)
         beyond = np.flatnonzero(both)[diff > np.maximum(2 * TOL, 1e-3 * a.epsilon[both])]
         print(
             f"    {kind}: statuses identical {same_status}"
-            f"{'' if same_status else ' ' + str(sorted(set(zip(a.status, b.status))))}; "
+            f"{'' if same_status else f' {changed}'}; "
             f"epsilon |diff| max {diff.max(initial=0):.2e}, relative max "
             f"{relative.max(initial=0):.2e}; beyond max(2 tol, 1e-3 rel): {list(beyond)}"
         )
