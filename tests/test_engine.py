@@ -5,6 +5,7 @@ import sys
 import keras
 import numpy as np
 import pytest
+from conftest import GPU_DEVICE_CASES, fake_devices
 
 from robustmap import model_calls, openvino_calls, search
 from robustmap.schema import ENGINE_DISAGREES, STATUSES
@@ -63,28 +64,15 @@ def test_conversion_sends_no_telemetry():
     assert telemetry_utils.tm is telemetry_stub
 
 
-@pytest.mark.parametrize(
-    ("nodes", "cuda_visible_devices", "engine"),
-    [
-        ((), None, model_calls.OPENVINO),
-        (("nvidiactl",), None, model_calls.OPENVINO),  # driver, no device
-        (("nvidia0",), None, model_calls.TENSORFLOW),
-        (("kfd",), None, model_calls.TENSORFLOW),
-        (("nvidia0",), "-1", model_calls.OPENVINO),  # every device hidden
-    ],
-)
+@pytest.mark.parametrize(("nodes", "cuda_visible_devices", "gpu"), GPU_DEVICE_CASES)
 def test_auto_is_tensorflow_with_a_gpu_device_node_and_openvino_without(
-    tmp_path, monkeypatch, nodes, cuda_visible_devices, engine
+    tmp_path, monkeypatch, nodes, cuda_visible_devices, gpu
 ):
-    for node in nodes:
-        (tmp_path / node).touch()
-    if cuda_visible_devices is None:
-        monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
-    else:
-        monkeypatch.setenv("CUDA_VISIBLE_DEVICES", cuda_visible_devices)
-    assert model_calls.resolve_engine(model_calls.AUTO, tmp_path) == engine
+    devices = fake_devices(tmp_path, monkeypatch, nodes, cuda_visible_devices)
+    expected = model_calls.TENSORFLOW if gpu else model_calls.OPENVINO
+    assert model_calls.resolve_engine(model_calls.AUTO, devices) == expected
     for name in model_calls.ENGINES:  # a named engine is itself, GPU or not
-        assert model_calls.resolve_engine(name, tmp_path) == name
+        assert model_calls.resolve_engine(name, devices) == name
 
 
 def test_an_unknown_engine_is_refused():
