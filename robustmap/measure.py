@@ -21,7 +21,16 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from robustmap import classes, compactness, heatmaps, kinds, localisation, search, shards
+from robustmap import (
+    classes,
+    compactness,
+    heatmaps,
+    kinds,
+    localisation,
+    model_calls,
+    search,
+    shards,
+)
 from robustmap.schema import NO_BOX, SEARCH_COLUMNS
 
 if TYPE_CHECKING:
@@ -127,6 +136,7 @@ def search_tables(
     batch_size: int,
     box_valid: np.ndarray | None = None,
     sign_out: np.ndarray | None = None,
+    engine: str = "tensorflow",
 ) -> dict[str, pd.DataFrame]:
     """Minimal epsilon of every image of a shard for each search kind, logged per batch.
 
@@ -134,11 +144,13 @@ def search_tables(
     image's clean pass and fill the same model calls (``search.minimal_epsilons``). Images
     whose ``box_valid`` is False get status ``no_box`` in the box kinds: a recorded row
     with an undefined (nan) epsilon, never a missing row, and never a censored one.
-    ``sign_out`` receives every image's gradient sign (:func:`robustmap.search.minimal_epsilons`).
+    ``sign_out`` receives every image's gradient sign, and ``engine`` runs the probes
+    (:func:`robustmap.search.minimal_epsilons`).
     """
     started = time.perf_counter()
     kinds = ", ".join(weights)
-    LOG.info("%s search: 0/%d (image, kind) pairs", kinds, len(weights) * len(images))
+    engine = model_calls.resolve_engine(engine)
+    LOG.info("%s search on %s: 0/%d (image, kind) pairs", kinds, engine, len(weights) * len(images))
 
     def report(done: int, total: int) -> None:
         elapsed = max(time.perf_counter() - started, 1e-9)
@@ -156,6 +168,7 @@ def search_tables(
         batch_size=batch_size,
         progress=report,
         sign_out=sign_out,
+        engine=engine,
     )
     return {
         kind: _search_frame(kind, image_ids, result, box_valid) for kind, result in results.items()

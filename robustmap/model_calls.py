@@ -12,6 +12,9 @@ computed independently of each other do not depend on ``rows`` or on how many ro
 passes, those of a real network only in round-off (docs/architecture.md).
 
 :func:`compiled` serves a model's logits, and logits with the input gradient, cached per model;
+its logits (forward-only calls: the search's probes) run on an engine, TensorFlow itself or a
+runtime the traced function is converted to (:data:`ENGINES`, :func:`resolve_engine`), while
+gradients always run in TensorFlow;
 :class:`BatchedCall` runs any other tensor function, in the same shapes or (for heatmaps, whose
 stored maps came from it) in one trace of any row count; :func:`margin` is the logit margin of
 the predictions and the searches.
@@ -21,9 +24,12 @@ from __future__ import annotations
 
 import weakref
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
+
+from robustmap import runtime
 
 if TYPE_CHECKING:
     import keras
@@ -37,8 +43,30 @@ JIT_COMPILE = False
 """XLA for every compiled call (read when a call shape is first traced). Off: on a CPU, XLA's
 code ran the search slower and its epsilons depended on the batch size (bench/README.md)."""
 
+TENSORFLOW, OPENVINO = "tensorflow", "openvino"
+ENGINES = (TENSORFLOW, OPENVINO)
+"""The engines of forward-only calls: TensorFlow's own traced functions, or OpenVINO running
+the same traces converted (:mod:`robustmap.openvino_calls`)."""
+AUTO = "auto"
+"""The engine name that stands for the fastest measured engine of this machine
+(:func:`resolve_engine`)."""
+
 InputSpec = tuple[tuple[int, ...], type]
 """The per-row shape and numpy dtype of one input of a :class:`BatchedCall`."""
+
+
+def resolve_engine(name: str, devices: Path = Path("/dev")) -> str:
+    """The engine ``name`` (one of :data:`ENGINES`, or :data:`AUTO`) stands for on this machine.
+
+    ``auto``: TensorFlow where :func:`robustmap.runtime.gpu_visible` finds a GPU device node under
+    ``devices`` (OpenVINO's engine here is CPU-only), else OpenVINO, which ran the search's
+    forward calls fastest on a CPU (bench/README.md).
+    """
+    if name == AUTO:
+        return TENSORFLOW if runtime.gpu_visible(devices) else OPENVINO
+    if name not in ENGINES:
+        raise ValueError(f"unknown engine {name!r}; known: {AUTO}, {', '.join(ENGINES)}")
+    return name
 
 
 def buckets(rows: int) -> tuple[int, ...]:
@@ -65,13 +93,25 @@ class BatchedCall:
     has as many rows as are left: a static row count builds another graph, whose float32
     round-off differs, so this keeps the results of callers whose stored outputs came from such a
     trace (:mod:`robustmap.heatmaps`).
+
+    ``engine`` (fixed shapes only): the engine that runs each traced shape, converted from its
+    trace once (:data:`ENGINES`); any engine but TensorFlow runs forward-only bodies only.
     """
 
     def __init__(
-        self, body: Callable, inputs: Sequence[InputSpec], rows: int, *, fixed_shapes: bool = True
+        self,
+        body: Callable,
+        inputs: Sequence[InputSpec],
+        rows: int,
+        *,
+        fixed_shapes: bool = True,
+        engine: str = TENSORFLOW,
     ) -> None:
         if rows < 1:
             raise ValueError(f"rows must be positive, got {rows}")
+        if engine not in ENGINES or (engine != TENSORFLOW and not fixed_shapes):
+            raise ValueError(f"engine {engine!r} needs fixed shapes and one of {ENGINES}")
+        self.engine = engine
         self.buckets = buckets(rows) if fixed_shapes else ()
         self.rows = self.buckets[0] if fixed_shapes else rows
         self._body = body
@@ -91,7 +131,7 @@ class BatchedCall:
             traced = self._traced_for(call_rows if self.buckets else None)
             outputs = traced(*(_pad(part, call_rows) for part in chunk))
             outputs = outputs if isinstance(outputs, tuple | list) else (outputs,)
-            parts.append([output.numpy()[:size] for output in outputs])
+            parts.append([np.asarray(output)[:size] for output in outputs])
         return tuple(np.concatenate(pieces) for pieces in zip(*parts, strict=True))
 
     def bucket(self, size: int) -> int:
@@ -107,23 +147,35 @@ class BatchedCall:
                 for row_shape, dtype in self._inputs
             ]
             # autograph=False: straight-line graphs, nothing for AutoGraph to convert.
-            self._traced[shape] = tf.function(
+            traced = tf.function(
                 self._body, input_signature=signature, autograph=False, jit_compile=JIT_COMPILE
             )
+            if self.engine == OPENVINO:
+                from robustmap import openvino_calls
+
+                traced = openvino_calls.converted(traced)
+            self._traced[shape] = traced
         return self._traced[shape]
 
 
 class CompiledCalls:
-    """A model's logits, and logits with the input gradient, for images of one shape.
+    """A model's logits, and logits with the input gradient, for images of one shape; the logits
+    on ``engine`` (:data:`ENGINES`), the gradients in TensorFlow.
 
     Get it from :func:`compiled`. The model is held by a weak reference so that the cache does
     not keep it alive.
     """
 
-    def __init__(self, model_ref: weakref.ref, image_shape: tuple[int, ...], rows: int) -> None:
+    def __init__(
+        self,
+        model_ref: weakref.ref,
+        image_shape: tuple[int, ...],
+        rows: int,
+        engine: str = TENSORFLOW,
+    ) -> None:
         import tensorflow as tf
 
-        self.image_shape = tuple(image_shape)
+        self.image_shape, self.engine = tuple(image_shape), engine
 
         def logits(x):
             return tf.cast(model_ref()(x, training=False), tf.float32)
@@ -144,7 +196,7 @@ class CompiledCalls:
             return tf.reduce_max(others, axis=1) - tf.gather(z, y, axis=1, batch_dims=1)
 
         images, labels = (self.image_shape, np.float32), ((), np.int32)
-        self._logits = BatchedCall(logits, [images], rows)
+        self._logits = BatchedCall(logits, [images], rows, engine=engine)
         cross_entropy = with_gradient(tf.nn.sparse_softmax_cross_entropy_with_logits)
         self._logits_and_gradient = BatchedCall(cross_entropy, [images, labels], rows)
         # Traced on first use only: the FGSM search never calls it.
@@ -174,13 +226,16 @@ class CompiledCalls:
 _COMPILED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
-def compiled(model: keras.Model, image_shape: tuple[int, ...], rows: int) -> CompiledCalls:
+def compiled(
+    model: keras.Model, image_shape: tuple[int, ...], rows: int, engine: str = TENSORFLOW
+) -> CompiledCalls:
     """The calls of ``model`` on images of ``image_shape`` (H, W, C), ``rows`` per call (at least
-    MIN_ROWS): one object per (model, shape, rows), traced once and reused by later callers."""
+    MIN_ROWS), logits on ``engine``: one object per (model, shape, rows, engine), each call shape
+    traced (and converted) once and reused by later callers."""
     per_model = _COMPILED.setdefault(model, {})
-    key = (tuple(image_shape), buckets(rows)[0])
+    key = (tuple(image_shape), buckets(rows)[0], engine)
     if key not in per_model:
-        per_model[key] = CompiledCalls(weakref.ref(model), image_shape, key[1])
+        per_model[key] = CompiledCalls(weakref.ref(model), image_shape, key[1], engine)
     return per_model[key]
 
 

@@ -28,7 +28,13 @@ CORE_DISTRIBUTIONS = {
 """The software every result depends on: name -> the distributions that may provide it."""
 
 LIBRARIES = ("numpy", "scipy", "pandas", "pyarrow", "scikit-image", "matplotlib")
-INFERENCE_RUNTIMES = ("onnxruntime", "onnxruntime-gpu", "tflite-runtime", "ai-edge-litert")
+INFERENCE_RUNTIMES = (
+    "openvino",
+    "onnxruntime",
+    "onnxruntime-gpu",
+    "tflite-runtime",
+    "ai-edge-litert",
+)
 """Recorded when installed: the numeric libraries, and runtimes that could run a model."""
 
 WEIGHT_SUFFIXES = (".pth", ".pt", ".h5", ".keras")

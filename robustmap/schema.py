@@ -29,7 +29,8 @@ FLIPPED = "flipped"
 NOT_FLIPPED = "not_flipped"
 ZERO_GRADIENT = "zero_gradient"
 MISCLASSIFIED_AT_START = "misclassified_at_start"
-STATUSES = (FLIPPED, NOT_FLIPPED, ZERO_GRADIENT, MISCLASSIFIED_AT_START)
+ENGINE_DISAGREES = "engine_disagrees"
+STATUSES = (FLIPPED, NOT_FLIPPED, ZERO_GRADIENT, MISCLASSIFIED_AT_START, ENGINE_DISAGREES)
 """The statuses a search gives (:mod:`robustmap.search` defines them)."""
 NO_BOX = "no_box"
 """Status of an image without a valid human box: localisation scores and box-search epsilons

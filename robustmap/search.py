@@ -67,6 +67,21 @@ the direction is all zero (the loss does not depend on the pixels, or the weight
 does), epsilon = inf.
 ``misclassified_at_start``: argmax f(x) != y already; the minimal epsilon is undefined (the
 definition asks for a correctly classified start), epsilon = nan.
+``engine_disagrees``: the clean image is correctly classified, but the engine the probes run on
+(below) classifies it otherwise: a margin below the two engines' round-off. Its first probe would
+"flip" at any epsilon, so the epsilon is undefined, nan, never a wrong number.
+
+Engines
+-------
+The clean pass (logits and gradient) always runs in TensorFlow and defines which images are
+correctly classified. The probes run on ``engine`` (:data:`robustmap.model_calls.ENGINES`), and
+every flip of a search is decided on that one engine's logits. An engine other than TensorFlow
+also evaluates each admitted clean image once (one forward row per image, shared by its
+searches): its margin, not TensorFlow's, starts the scan, so the whole path, from eps = 0 up, is
+the same engine's; and where that engine already flips the clean image the rows get
+``engine_disagrees``. Checking the first probes instead could not tell such a row from a genuine
+flip below the first grid point. That forward row is part of the clean pass in
+``forward_passes``, so the engines' counts compare probe for probe.
 
 ``forward_passes`` counts model evaluations per image: 1 for the clean pass (logits and gradient
 in one call), then one per grid point up to the first flipping one, one for the point after it
@@ -84,7 +99,13 @@ import pandas as pd
 
 from robustmap import model_calls
 from robustmap.scheduler import DONE, Scheduler
-from robustmap.schema import FLIPPED, MISCLASSIFIED_AT_START, NOT_FLIPPED, ZERO_GRADIENT
+from robustmap.schema import (
+    ENGINE_DISAGREES,
+    FLIPPED,
+    MISCLASSIFIED_AT_START,
+    NOT_FLIPPED,
+    ZERO_GRADIENT,
+)
 
 if TYPE_CHECKING:
     import keras
@@ -193,6 +214,7 @@ def minimal_epsilon(
     batch_size: int = 64,
     grid: np.ndarray | None = None,
     progress: Callable[[int, int], None] | None = None,
+    engine: str = model_calls.TENSORFLOW,
 ) -> SearchResult:
     """Minimal FGSM epsilon of each image (definition and search: see the module docstring).
 
@@ -213,6 +235,7 @@ def minimal_epsilon(
         batch_size=batch_size,
         grid=grid,
         progress=progress,
+        engine=engine,
     ).values()
     return result
 
@@ -229,6 +252,7 @@ def minimal_epsilons(
     grid: np.ndarray | None = None,
     progress: Callable[[int, int], None] | None = None,
     sign_out: np.ndarray | None = None,
+    engine: str = model_calls.TENSORFLOW,
 ) -> dict[str, SearchResult]:
     """Several searches of the same images that differ only in their weights, run together.
 
@@ -246,7 +270,9 @@ def minimal_epsilons(
     counts (image, search) pairs. ``sign_out``, an int8 array shaped like ``images``, receives
     sign(g) of every image: with a search's weights w, ``weighted_direction(sign_out, w)`` is
     exactly the direction that search perturbed along (no second gradient, which could differ
-    in round-off where g is near zero).
+    in round-off where g is near zero). ``engine``: where the probes run, a name of
+    :data:`robustmap.model_calls.ENGINES` or ``auto`` (:func:`robustmap.model_calls.resolve_engine`;
+    see "Engines" in the module docstring).
     """
     images, labels = checked_inputs(images, labels)
     if not weights:
@@ -256,9 +282,12 @@ def minimal_epsilons(
     grid = default_grid(eps_max=eps_max, tol=tol) if grid is None else _checked_grid(grid, eps_max)
     if sign_out is not None and sign_out.shape != images.shape:
         raise ValueError(f"sign_out must have the images' shape {images.shape}")
-    compiled = model_calls.compiled(model, images.shape[1:], batch_size)
+    engine = model_calls.resolve_engine(engine)
+    compiled = model_calls.compiled(model, images.shape[1:], batch_size, engine)
     scheduler = Scheduler(images, labels, len(weights), batch_size, progress)
-    attack = _FgsmAttack(scheduler, list(weights.values()), grid, tol, sign_out)
+    # TensorFlow's clean pass is already the engine's: no second evaluation of the clean image.
+    engine_logits = None if engine == model_calls.TENSORFLOW else compiled.logits
+    attack = _FgsmAttack(scheduler, list(weights.values()), grid, tol, sign_out, engine_logits)
     scheduler.run(attack, compiled)
     return dict(zip(weights, attack.results(), strict=True))
 
@@ -416,7 +445,8 @@ class _FgsmAttack:
     pending at a time: its next grid point (SCAN), the grid point after its first flipping one
     (CHECK), or its next refinement probe (REFINE), until it is DONE. A probe costs one forward
     call. The parts: ``scan`` (:class:`_GridScan`), ``brackets`` (:class:`_Brackets`),
-    ``outcome`` (:class:`_Outcome`).
+    ``outcome`` (:class:`_Outcome`). ``engine_logits``: the probes' engine, when it is not
+    the clean pass's (TensorFlow), to evaluate each clean image once more on it.
     """
 
     probe_needs_gradient = False
@@ -428,8 +458,10 @@ class _FgsmAttack:
         grid: np.ndarray,
         tol: float,
         sign_out: np.ndarray | None,
+        engine_logits: Callable[[np.ndarray], np.ndarray] | None = None,
     ) -> None:
         self.rows, self.weights, self.grid, self.tol = scheduler, weights, grid, tol
+        self.engine_logits = engine_logits
         self.sign_out = sign_out  # receives sign(g) of each admitted image
         n = len(scheduler.image)
         self.labels = scheduler.labels[scheduler.image]  # the true label of each row
@@ -454,11 +486,18 @@ class _FgsmAttack:
         direction = self.direction[rows] = np.concatenate(per_search)
         # Rows < N are the images themselves: the margin is the image's, whatever the search.
         margin, clean_label = model_calls.margin(logits, self.labels[batch])
-        misclassified = np.tile(_flips(clean_label, self.labels[batch]), searches)
-        zero = ~misclassified & ~direction.reshape(len(rows), -1).any(axis=1)
+        misclassified = _flips(clean_label, self.labels[batch])
+        disagrees = np.zeros_like(misclassified)
+        if self.engine_logits is not None:
+            engine_logits = self.engine_logits(self.rows.images[batch])
+            margin, engine_label = model_calls.margin(engine_logits, self.labels[batch])
+            disagrees = ~misclassified & _flips(engine_label, self.labels[batch])
+        misclassified, disagrees = np.tile(misclassified, searches), np.tile(disagrees, searches)
+        zero = ~misclassified & ~disagrees & ~direction.reshape(len(rows), -1).any(axis=1)
         self._finish(rows[misclassified], MISCLASSIFIED_AT_START, np.nan)
+        self._finish(rows[disagrees], ENGINE_DISAGREES, np.nan)
         self._finish(rows[zero], ZERO_GRADIENT, np.inf)
-        searched = ~misclassified & ~zero
+        searched = ~misclassified & ~disagrees & ~zero
         self.scan.start(rows[searched], np.tile(margin, searches)[searched])
         self._set_phase(rows[searched], SCAN, self.grid[0])
 

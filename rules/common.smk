@@ -62,12 +62,15 @@ def dataset_recipe():
 
 def search_settings():
     """What the search jobs' results depend on; Grad-CAM kinds add the object-mask settings,
-    box kinds the box border.
+    box kinds the box border, an engine other than TensorFlow the engine.
 
     One job runs all kinds of a shard (they share each image's clean pass), so editing the mask
     reruns the uniform search too; its results come out byte-identical.
     """
     settings = {key: config["search"][key] for key in ("eps_max", "tol", "batch_size")}
+    if config["search"]["engine"] != "tensorflow":
+        # Left out for TensorFlow, so results from before the key was added stay up to date.
+        settings["engine"] = config["search"]["engine"]
     if GRADCAM_KINDS:
         settings.update(
             {key: config["heatmaps"][key] for key in ("object_mask", "threshold")}

@@ -41,6 +41,7 @@ frames = measure.search_tables(
     batch_size=options["batch_size"],
     box_valid=box_valid,
     sign_out=signs,
+    engine=options.get("engine", "tensorflow"),
 )
 for kind, path in zip(sm.params.kinds, sm.output.tables, strict=True):
     tables.write_parquet(path, frames[kind])

@@ -34,6 +34,30 @@ def small_config(models: dict | None = None) -> dict:
     return config
 
 
+GPU_DEVICE_CASES = [
+    ((), None, False),
+    (("nvidiactl", "nvidia-uvm", "dri"), None, False),  # driver present, no device
+    (("nvidiactl", "nvidia0"), None, True),
+    (("nvidia3",), "3", True),
+    (("kfd",), None, True),  # AMD ROCm
+    (("dxg",), None, True),  # WSL2
+    (("nvidia0",), "", False),  # every device hidden
+    (("nvidia0",), "-1", False),
+]
+"""(device nodes, CUDA_VISIBLE_DEVICES or None for unset, whether a GPU is visible)."""
+
+
+def fake_devices(folder: Path, monkeypatch, nodes, cuda_visible_devices: str | None) -> Path:
+    """A fake ``/dev`` in ``folder`` holding ``nodes``, with ``CUDA_VISIBLE_DEVICES`` set."""
+    for node in nodes:
+        (folder / node).touch()
+    if cuda_visible_devices is None:
+        monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    else:
+        monkeypatch.setenv("CUDA_VISIBLE_DEVICES", cuda_visible_devices)
+    return folder
+
+
 def snakemake_command(workdir: Path, *args: str) -> list[str]:
     """The command that runs the repository's workflow in ``workdir`` with ``args``."""
     return [*SNAKEMAKE, "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir), *args]

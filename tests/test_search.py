@@ -58,8 +58,9 @@ def exact_linear_epsilon(weight, bias, images, labels, weights=None):
     return crossing.min(axis=1), crossing.argmin(axis=1), crossing
 
 
+@pytest.mark.parametrize("engine", model_calls.ENGINES)
 @pytest.mark.parametrize("weighted", [False, True], ids=["uniform", "weighted"])
-def test_linear_models_match_the_closed_form(weighted):
+def test_linear_models_match_the_closed_form(weighted, engine):
     for seed in (0, 1):
         model, weight, bias, images, labels = random_linear_problem(seed)
         rng = np.random.default_rng(100 + seed)
@@ -69,7 +70,14 @@ def test_linear_models_match_the_closed_form(weighted):
         )
 
         result = search.minimal_epsilon(
-            model, images, labels, weights=weights, eps_max=EPS_MAX, tol=TOL, batch_size=8
+            model,
+            images,
+            labels,
+            weights=weights,
+            eps_max=EPS_MAX,
+            tol=TOL,
+            batch_size=8,
+            engine=engine,
         )
 
         reachable = expected <= EPS_MAX
@@ -107,14 +115,15 @@ def window_model(window: tuple[float, float], later_flip: float) -> keras.Model:
     return keras.Model(inputs, keras.layers.Lambda(logits)(s))
 
 
-def test_first_narrow_window_is_found_before_a_wider_later_one():
+@pytest.mark.parametrize("engine", model_calls.ENGINES)
+def test_first_narrow_window_is_found_before_a_wider_later_one(engine):
     grid = search.default_grid(eps_max=1.0, tol=TOL)
     inside = grid[np.argmin(np.abs(grid - 0.01))]  # a grid point inside the narrow window
     window = (0.9 * inside, 1.1 * inside)
     model = window_model(window, later_flip=0.3)
     images = np.full((2, *SHAPE), 0.5, np.float32)
 
-    result = search.minimal_epsilon(model, images, np.zeros(2, np.int64), tol=TOL)
+    result = search.minimal_epsilon(model, images, np.zeros(2, np.int64), tol=TOL, engine=engine)
 
     assert np.all(result.status == search.FLIPPED)
     assert np.all(result.non_monotone)
@@ -149,12 +158,13 @@ def test_a_monotone_path_is_not_marked_non_monotone():
     assert 0.02 - FLOAT32_SLACK <= result.epsilon[0] <= 0.02 + TOL + FLOAT32_SLACK
 
 
-def test_input_independent_logits_give_zero_gradient():
+@pytest.mark.parametrize("engine", model_calls.ENGINES)
+def test_input_independent_logits_give_zero_gradient(engine):
     bias = np.zeros(CLASSES)
     bias[2] = 1.0
     model = linear_model(np.zeros((PIXELS, CLASSES)), bias)
     images = np.random.default_rng(0).uniform(0, 1, (3, *SHAPE)).astype(np.float32)
-    result = search.minimal_epsilon(model, images, np.full(3, 2))
+    result = search.minimal_epsilon(model, images, np.full(3, 2), engine=engine)
     assert list(result.status) == [search.ZERO_GRADIENT] * 3
     assert np.all(np.isinf(result.epsilon))
     assert np.all(result.adversarial_label == -1)
@@ -170,21 +180,23 @@ def test_zero_weights_give_zero_gradient_only_where_they_vanish():
     assert search.ZERO_GRADIENT not in set(np.delete(result.status, 1))
 
 
-def test_misclassified_images_are_not_searched():
+@pytest.mark.parametrize("engine", model_calls.ENGINES)
+def test_misclassified_images_are_not_searched(engine):
     model, _, _, images, labels = random_linear_problem(4, n=5)
     wrong = (labels + 1) % CLASSES
-    result = search.minimal_epsilon(model, images, wrong, eps_max=EPS_MAX)
+    result = search.minimal_epsilon(model, images, wrong, eps_max=EPS_MAX, engine=engine)
     assert list(result.status) == [search.MISCLASSIFIED_AT_START] * 5
     assert np.all(np.isnan(result.epsilon))
     assert np.all(result.adversarial_label == -1)
     assert np.all(result.forward_passes == 1)
 
 
-def test_no_flip_up_to_eps_max_is_censored_not_dropped():
+@pytest.mark.parametrize("engine", model_calls.ENGINES)
+def test_no_flip_up_to_eps_max_is_censored_not_dropped(engine):
     model, weight, bias, images, labels = random_linear_problem(5, n=12)
     expected, _, _ = exact_linear_epsilon(weight, bias, images, labels)
     eps_max = float(np.min(expected)) / 2
-    result = search.minimal_epsilon(model, images, labels, eps_max=eps_max, tol=TOL)
+    result = search.minimal_epsilon(model, images, labels, eps_max=eps_max, tol=TOL, engine=engine)
     assert len(result.epsilon) == 12
     assert list(result.status) == [search.NOT_FLIPPED] * 12
     assert np.all(np.isinf(result.epsilon))

@@ -18,7 +18,9 @@ import pandas as pd
 import pytest
 import yaml
 from conftest import (
+    GPU_DEVICE_CASES,
     SHARD_SIZE,
+    fake_devices,
     result_hashes,
     small_config,
     snakemake,
@@ -119,29 +121,12 @@ def test_model_job_logs_record_their_tensorflow_and_model_load(workflow_run):
     assert "TensorFlow" not in table_log and "loaded in" not in table_log
 
 
-@pytest.mark.parametrize(
-    ("nodes", "cuda_visible_devices", "visible"),
-    [
-        ((), None, False),
-        (("nvidiactl", "nvidia-uvm", "dri"), None, False),  # driver present, no device
-        (("nvidiactl", "nvidia0"), None, True),
-        (("nvidia3",), "3", True),
-        (("kfd",), None, True),  # AMD ROCm
-        (("dxg",), None, True),  # WSL2
-        (("nvidia0",), "", False),  # every device hidden
-        (("nvidia0",), "-1", False),
-    ],
-)
+@pytest.mark.parametrize(("nodes", "cuda_visible_devices", "visible"), GPU_DEVICE_CASES)
 def test_gpu_visible_reads_device_nodes_and_cuda_visible_devices(
     tmp_path, monkeypatch, nodes, cuda_visible_devices, visible
 ):
-    for node in nodes:
-        (tmp_path / node).touch()
-    if cuda_visible_devices is None:
-        monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
-    else:
-        monkeypatch.setenv("CUDA_VISIBLE_DEVICES", cuda_visible_devices)
-    assert runtime.gpu_visible(tmp_path) is visible
+    devices = fake_devices(tmp_path, monkeypatch, nodes, cuda_visible_devices)
+    assert runtime.gpu_visible(devices) is visible
 
 
 def test_unchanged_rerun_does_nothing(workflow_run):

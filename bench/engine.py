@@ -1,0 +1,137 @@
+"""Benchmark of the engines of forward-only calls (``search.engine``): TensorFlow against OpenVINO.
+
+One run, one model (the embedded EfficientNet-Lite0), CPU. Printed:
+
+(a) forward rows/s of ``model_calls.compiled(...).logits`` on each engine at 224x224, batch 16
+    (``--rows`` rows per timing, best of ``--repeats``); OpenVINO's conversion and compilation of
+    that call shape on a separate line;
+(b) the workflow's search job on one shard (the embedded photos' views at the workflow's image
+    size that the model gets right; uniform, object and background searched together as
+    ``scripts/search.py`` does) on each engine: seconds (OpenVINO's with and without its
+    conversions), whether the statuses are identical, and the epsilons' largest absolute and
+    relative differences, with the images beyond max(2 tol, 1e-3 relative).
+
+    python bench/engine.py
+    python bench/engine.py --repeats 3 --images 32
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from robustmap import embedded, heatmaps, measure, model_calls, models, search  # noqa: E402
+
+ROWS_SHAPE = (224, 224, 3)
+BATCH = 16
+TOL = 1e-5
+KINDS = ("uniform", "object", "background")
+
+
+def main() -> None:
+    args = parse_args()
+    print(f"EfficientNet-Lite0, CPU, {os.cpu_count()} logical cores; best of {args.repeats}")
+    forward_rows_per_second(args.rows, args.repeats)
+    images, labels = correct_views(args.size, args.images)
+    search_job(images, labels, args.repeats)
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--repeats", type=int, default=5, help="timings: best of this many")
+    parser.add_argument("--rows", type=int, default=64, help="(a): rows per timing")
+    parser.add_argument("--size", type=int, default=64, help="(b): image size (the workflow's)")
+    parser.add_argument("--images", type=int, default=48, help="(b): at most this many views")
+    return parser.parse_args()
+
+
+def timed(function, *args):
+    """(result, wall seconds) of one call."""
+    start = time.perf_counter()
+    result = function(*args)
+    return result, time.perf_counter() - start
+
+
+def forward_rows_per_second(rows: int, repeats: int) -> None:
+    """(a): each engine's logits on a fresh model, its first call shape converted separately."""
+    x = np.random.default_rng(0).uniform(0, 1, (rows, *ROWS_SHAPE)).astype(np.float32)
+    for engine in model_calls.ENGINES:
+        model = models.load("efficientnet_lite0")  # fresh: nothing traced or converted yet
+        calls = model_calls.compiled(model, ROWS_SHAPE, BATCH, engine)
+        _, first = timed(calls.logits, x[:BATCH])  # traces (and converts, compiles) one shape
+        best = min(timed(calls.logits, x)[1] for _ in range(repeats))
+        print(f"(a) {engine}: {rows / best:.1f} rows/s ({ROWS_SHAPE[0]}px, batch {BATCH})")
+        print(f"    {engine}: first call of {BATCH} rows (trace, conversion) {first:.2f} s")
+
+
+def correct_views(size: int, count: int) -> tuple[np.ndarray, np.ndarray]:
+    """Up to ``count`` views of the embedded photos (their dataset's boxes) resized to ``size``
+    with Lanczos, that the model classifies correctly."""
+    model = models.load("efficientnet_lite0")
+    views, labels = [], []
+    for photo, spec in zip(embedded.photos(), embedded.PHOTOS, strict=True):
+        height, width = photo.pixels.shape[:2]
+        for box in embedded.crop_boxes(width, height, spec.focus):
+            view = Image.fromarray(photo.pixels).crop(box).resize((size, size), Image.LANCZOS)
+            views.append(np.asarray(view, dtype=np.float32) / 255.0)
+            labels.append(photo.imagenet_index)
+    images, labels = np.stack(views), np.array(labels)
+    logits = model_calls.compiled(model, images.shape[1:], BATCH).logits(images)
+    correct = logits.argmax(axis=1) == labels
+    return images[correct][:count], labels[correct][:count]
+
+
+def search_job(images: np.ndarray, labels: np.ndarray, repeats: int) -> None:
+    """(b): the three kinds together on each engine, first run (with conversions) and best."""
+    model = models.load("efficientnet_lite0")
+    cam = heatmaps.gradcam(
+        model, images, labels, layer=models.gradcam_layer(model), batch_size=BATCH
+    )
+    weights = measure.search_weights_by_kind(KINDS, cam, object_mask="soft", threshold="otsu")
+    results, seconds = {}, {}
+    for engine in model_calls.ENGINES:
+
+        def job(engine=engine):
+            return search.minimal_epsilons(
+                model, images, labels, weights=weights, tol=TOL, batch_size=BATCH, engine=engine
+            )
+
+        results[engine], first = timed(job)
+        seconds[engine] = (first, min(timed(job)[1] for _ in range(repeats)))
+    n = len(images)
+    for engine, (first, best) in seconds.items():
+        print(
+            f"(b) {engine}: search job, {n} images x {len(KINDS)} kinds at {images.shape[1]}px: "
+            f"first run {first:.2f} s (trace/conversion included), best {best:.2f} s"
+        )
+    tf_best, ov_best = seconds[model_calls.TENSORFLOW][1], seconds[model_calls.OPENVINO][1]
+    print(f"    openvino / tensorflow: {ov_best / tf_best:.2f} (best runs)")
+    compare(results[model_calls.TENSORFLOW], results[model_calls.OPENVINO])
+
+
+def compare(reference: dict, other: dict) -> None:
+    """Statuses identical? Largest epsilon differences; rows beyond max(2 tol, 1e-3 rel)."""
+    for kind in reference:
+        a, b = reference[kind], other[kind]
+        same_status = np.array_equal(a.status, b.status)
+        changed = sorted(set(zip(a.status, b.status, strict=True)) - {(s, s) for s in a.status})
+        both = np.isfinite(a.epsilon) & np.isfinite(b.epsilon)
+        diff = np.abs(a.epsilon[both] - b.epsilon[both])
+        relative = diff / np.maximum(a.epsilon[both], 1e-12)
+        beyond = np.flatnonzero(both)[diff > np.maximum(2 * TOL, 1e-3 * a.epsilon[both])]
+        print(
+            f"    {kind}: statuses identical {same_status}"
+            f"{'' if same_status else f' {changed}'}; "
+            f"epsilon |diff| max {diff.max(initial=0):.2e}, relative max "
+            f"{relative.max(initial=0):.2e}; beyond max(2 tol, 1e-3 rel): {list(beyond)}"
+        )
+
+
+if __name__ == "__main__":
+    main()
