@@ -60,12 +60,14 @@ from robustmap import model_calls
 from robustmap.scheduler import DONE, Scheduler
 from robustmap.schema import FLIPPED, MISCLASSIFIED_AT_START, NOT_FLIPPED, ZERO_GRADIENT
 from robustmap.search import (
+    all_zero,
     apply_weights,
     as_float32_exact,
     batch_weights,
     checked_inputs,
     gradient_sign,
     perturb,
+    weighted_directions,
 )
 
 if TYPE_CHECKING:
@@ -233,10 +235,10 @@ class _PgdAttack:
         the FGSM point of radius min(upper, eps_max)."""
         sign = gradient_sign(gradient)
         rows = self.rows.rows_of(batch)
-        fgsm = np.concatenate([apply_weights(sign, batch_weights(w, batch)) for w in self.weights])
+        fgsm = weighted_directions(sign, self.weights, batch)
         _, clean_label = model_calls.margin(logits, self.labels[batch])
         misclassified = np.tile(clean_label != self.labels[batch], len(self.weights))
-        zero = ~misclassified & ~fgsm.reshape(len(rows), -1).any(axis=1)
+        zero = ~misclassified & all_zero(fgsm)
         self._finish(rows[misclassified], MISCLASSIFIED_AT_START, np.nan, np.nan)
         self._finish(rows[zero], ZERO_GRADIENT, np.inf, np.nan)
         searched = ~misclassified & ~zero

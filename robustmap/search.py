@@ -477,13 +477,9 @@ class _FgsmAttack:
         sign = gradient_sign(gradient)  # once per image, shared by sign_out and every search
         if self.sign_out is not None:
             self.sign_out[batch] = sign
-        per_search = [
-            apply_weights(sign, batch_weights(w, slice(batch[0], batch[-1] + 1)))
-            for w in self.weights
-        ]
         searches = len(self.weights)
         rows = self.rows.rows_of(batch)
-        direction = self.direction[rows] = np.concatenate(per_search)
+        direction = self.direction[rows] = weighted_directions(sign, self.weights, batch)
         # Rows < N are the images themselves: the margin is the image's, whatever the search.
         margin, clean_label = model_calls.margin(logits, self.labels[batch])
         misclassified = _flips(clean_label, self.labels[batch])
@@ -493,7 +489,7 @@ class _FgsmAttack:
             margin, engine_label = model_calls.margin(engine_logits, self.labels[batch])
             disagrees = ~misclassified & _flips(engine_label, self.labels[batch])
         misclassified, disagrees = np.tile(misclassified, searches), np.tile(disagrees, searches)
-        zero = ~misclassified & ~disagrees & ~direction.reshape(len(rows), -1).any(axis=1)
+        zero = ~misclassified & ~disagrees & all_zero(direction)
         self._finish(rows[misclassified], MISCLASSIFIED_AT_START, np.nan)
         self._finish(rows[disagrees], ENGINE_DISAGREES, np.nan)
         self._finish(rows[zero], ZERO_GRADIENT, np.inf)
@@ -617,6 +613,19 @@ def gradient_sign(gradient: np.ndarray) -> np.ndarray:
 def apply_weights(sign: np.ndarray, weights: np.ndarray | None) -> np.ndarray:
     """sign(g) * w, float32; weights broadcast over channels. ``sign`` is not modified."""
     return sign if weights is None else sign * weights
+
+
+def weighted_directions(
+    sign: np.ndarray, weights: list[np.ndarray | None], batch: np.ndarray
+) -> np.ndarray:
+    """sign(g) of images ``batch`` times each search's weights, the searches stacked in the order
+    of ``weights`` (the rows of a :class:`~robustmap.scheduler.Scheduler`), float32."""
+    return np.concatenate([apply_weights(sign, batch_weights(w, batch)) for w in weights])
+
+
+def all_zero(directions: np.ndarray) -> np.ndarray:
+    """Which directions (axis 0) are zero everywhere: nothing to perturb along (zero_gradient)."""
+    return ~directions.reshape(len(directions), -1).any(axis=1)
 
 
 def batch_weights(weights: np.ndarray | None, index: slice | np.ndarray) -> np.ndarray | None:
