@@ -144,9 +144,7 @@ def rank_bootstrap_ci(
     return percentile_interval(values, confidence)
 
 
-def percentile_interval(
-    values: np.ndarray, confidence: float = CONFIDENCE
-) -> tuple[float, float]:
+def percentile_interval(values: np.ndarray, confidence: float = CONFIDENCE) -> tuple[float, float]:
     """The percentile CI of resampled values [B]; nan resamples (a constant one) are ignored."""
     alpha = (1.0 - confidence) / 2.0
     with warnings.catch_warnings():

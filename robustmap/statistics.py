@@ -243,7 +243,7 @@ def _class_rank_agreement(
     medians = np.array([censored_quantiles(g, 0.5, axis=0) for g in ranked]).reshape(-1, 2)
     note = (
         f"classes with >= {min_class_images} images searched under both attacks; "
-        f"{len(groups) - len(ranked)} classes with fewer left out; censored class medians "
+        f"{len(groups) - len(ranked)} with fewer left out; censored class medians "
         f"({int(np.isinf(medians).sum())}) ranked above every finite one"
     )
     row = _row(key, n=len(ranked), note=note)
@@ -253,21 +253,16 @@ def _class_rank_agreement(
     if np.any(np.all(medians == medians[0], axis=0)):
         row["note"] += "; every class has the same median under one attack, no correlation"
         return row
+    rho = float(_rank_correlations(medians[np.newaxis])[0])  # the resamples' formula
     ranks = scipy.stats.rankdata(medians, axis=0)
-    result = scipy.stats.spearmanr(ranks[:, 0], ranks[:, 1])
+    p_value = float(scipy.stats.spearmanr(ranks[:, 0], ranks[:, 1]).pvalue)
     rng = seeded_generator(seed, key)
     median = partial(censored_quantiles, q=0.5)
     resampled_medians = np.stack(
         [resampled(group, median, bootstrap=bootstrap, rng=rng) for group in ranked], axis=1
     )  # [B, classes, 2]: both attacks' medians from the same drawn images
     low, high = percentile_interval(_rank_correlations(resampled_medians))
-    row.update(
-        statistic=float(result.statistic),
-        p_value=float(result.pvalue),
-        estimate=float(result.statistic),
-        ci_low=low,
-        ci_high=high,
-    )
+    row.update(statistic=rho, p_value=p_value, estimate=rho, ci_low=low, ci_high=high)
     return row
 
 
