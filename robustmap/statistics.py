@@ -238,7 +238,7 @@ def _class_rank_agreement(
     """One model's rank agreement row: rho of the ranked classes' medians, CI, p-value."""
     both = ~np.isnan(eps_a) & ~np.isnan(eps_b) & pd.notna(classes)
     pairs = np.column_stack([eps_a, eps_b])[both]
-    groups = [pairs[classes[both] == c] for c in pd.unique(classes[both])]
+    groups = [pairs[classes[both] == c] for c in sorted(pd.unique(classes[both]))]
     ranked = [group for group in groups if len(group) >= min_class_images]
     medians = np.array([censored_quantiles(g, 0.5, axis=0) for g in ranked]).reshape(-1, 2)
     note = (
