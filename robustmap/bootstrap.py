@@ -126,7 +126,7 @@ def bootstrap_ci(
         correlation of a constant resample) are ignored.
     """
     values = resampled(data, statistic, bootstrap=bootstrap, rng=rng)
-    return _percentile_interval(values, confidence)
+    return percentile_interval(values, confidence)
 
 
 def rank_bootstrap_ci(
@@ -141,10 +141,11 @@ def rank_bootstrap_ci(
     :func:`centred_rank_products` [B, k, k] of the resamples of ``data`` [n, k] to [B]."""
     chunks = resampled_counts(len(data), bootstrap=bootstrap, rng=rng)
     values = np.concatenate([statistic(centred_rank_products(data, counts)) for counts in chunks])
-    return _percentile_interval(values, confidence)
+    return percentile_interval(values, confidence)
 
 
-def _percentile_interval(values: np.ndarray, confidence: float) -> tuple[float, float]:
+def percentile_interval(values: np.ndarray, confidence: float = CONFIDENCE) -> tuple[float, float]:
+    """The percentile CI of resampled values [B]; nan resamples (a constant one) are ignored."""
     alpha = (1.0 - confidence) / 2.0
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # every resample nan: (nan, nan)

@@ -63,7 +63,7 @@ def findings(
         object_background_finding(statistics),
         compactness_finding(statistics),
         localisation_finding(leaderboard),
-        attacks_finding(leaderboard, present),
+        attacks_finding(statistics, present),
     )
     return [finding for finding in candidates if finding]
 
@@ -303,26 +303,39 @@ def localisation_finding(leaderboard: pd.DataFrame) -> Finding | None:
     return Finding("Localisation", sentence, ("localisation.png",))
 
 
-def attacks_finding(leaderboard: pd.DataFrame, present: Sequence[Attack]) -> Finding | None:
-    """How much each weaker attack overstates the strongest one's epsilon (two attacks on)."""
+def attacks_finding(statistics: pd.DataFrame, present: Sequence[Attack]) -> Finding | None:
+    """How much each weaker attack overstates the strongest one's epsilon, per model (its
+    ``attack_pair`` row), and how well the two attacks agree on the order of the classes (the
+    ``class_rank_agreement`` row, where one was computed). Needs two attacks in the tables."""
     if len(present) < 2:
         return None
     strongest = present[-1]
     claims = []
     for weaker in present[:-1]:
-        stem = f"{weaker.name}_over_{strongest.name}"
-        for _, row in leaderboard[leaderboard[stem].notna()].iterrows():
-            verdict = "" if row[f"{stem}_q"] < SIGNIFICANCE else ", no evidence of a difference"
-            claims.append(
-                f"{weaker.label} over {strongest.label} for {row['model']}: median ratio "
-                f"{format_number(row[stem])}, 95% CI "
-                f"{ci_text(row[f'{stem}_ci_low'], row[f'{stem}_ci_high'])}, "
-                f"{q_text(row[f'{stem}_q'])}{verdict}"
-            )
+        rows = statistics[
+            (statistics["a"] == weaker.search) & (statistics["b"] == strongest.search)
+        ]
+        ranks = rows[rows["test"] == "class_rank_agreement"].set_index("model")
+        for _, row in rows[(rows["test"] == "attack_pair") & rows["estimate"].notna()].iterrows():
+            verdict = "" if row["q_bh"] < SIGNIFICANCE else ", no evidence of a difference"
+            claim = f"{weaker.label} over {strongest.label} for {row['model']}: {_ratio(row)}"
+            claims.append(claim + verdict + _rank_agreement(ranks, row["model"]))
     if not claims:
         return None
     labels = f"{'/'.join(a.label for a in present[:-1])} vs {strongest.label}"
     return Finding(labels, "; ".join(claims) + ".", (LEADERBOARD_FILE,))
+
+
+def _rank_agreement(ranks: pd.DataFrame, model: str) -> str:
+    """``, class medians ranked alike at rho 0.9 (95% CI 0.7–0.98, 12 classes)``, or nothing
+    where the model has no rank agreement (fewer than 3 ranked classes)."""
+    if model not in ranks.index or np.isnan(ranks.at[model, "estimate"]):
+        return ""
+    row = ranks.loc[model]
+    return (
+        f", class medians ranked alike at Spearman rho {format_number(row['estimate'])} "
+        f"(95% CI {ci_text(row['ci_low'], row['ci_high'])}, {int(row['n'])} classes)"
+    )
 
 
 def median_text(median: float, low: float, high: float) -> str:

@@ -9,13 +9,13 @@ from the per-image table with the functions the other tables use
 :func:`robustmap.censored.median_ci` as for the per-class medians).
 
 Attacks: every attack has a headline search (the rows of the per-model, robustness and statistics
-tables that hold it) and a column prefix. They follow :data:`robustmap.schema.ATTACKS` (only FGSM
-today), each with the uniform search as its headline; an iterative attack added there gets its own
-columns here. The rows are sorted by the median epsilon of the strongest attack present (the last of
-:data:`ATTACKS`), and each row says whether its model differs from the next one there (the
-``model_pair`` q_bh of the statistics table). Once two attacks exist, each weaker attack's
-overstatement against the strongest is the ``search_pair`` row of the statistics table (median ratio
-weaker / strongest, its CI and q_bh).
+tables that hold it) and a column prefix. They follow :data:`robustmap.schema.ATTACKS` (FGSM, then
+PGD), each with the uniform search as its headline; an attack without rows in the per-model table
+(PGD turned off) gets no columns. The rows are sorted by the median epsilon of the strongest attack
+present (the last of :data:`ATTACKS`), and each row says whether its model differs from the next
+one there (the ``model_pair`` q_bh of the statistics table). Once two attacks exist, FGSM's
+overstatement of the strongest attack's epsilon is the ``attack_pair`` row of the statistics table
+(median ratio eps_fgsm / eps_pgd, its CI and q_bh).
 """
 
 from __future__ import annotations
@@ -168,24 +168,16 @@ def _attack_columns(
 
 
 def _overstatement(present: Sequence[Attack], statistics: pd.DataFrame, model: str) -> dict:
-    """Each weaker attack's median ratio against the strongest (its ``search_pair`` row; a row
-    that pairs them the other way round is inverted: ratio 1/r, CI (1/high, 1/low))."""
+    """Each weaker attack's median ratio against the strongest: its ``attack_pair`` row."""
     row = {}
     strongest = present[-1] if present else None
-    pairs = statistics[(statistics["model"] == model) & (statistics["test"] == "search_pair")]
+    pairs = statistics[(statistics["model"] == model) & (statistics["test"] == "attack_pair")]
     for weaker in present[:-1]:
+        test = pairs[(pairs["a"] == weaker.search) & (pairs["b"] == strongest.search)]
+        found = test.iloc[0] if len(test) else pd.Series(dtype=float)
+        columns = {"": "estimate", "_ci_low": "ci_low", "_ci_high": "ci_high", "_q": "q_bh"}
         stem = f"{weaker.name}_over_{strongest.name}"
-        values = dict.fromkeys(("", "_ci_low", "_ci_high", "_q"), np.nan)
-        for a, b, invert in ((weaker, strongest, False), (strongest, weaker, True)):
-            test = pairs[(pairs["a"] == a.search) & (pairs["b"] == b.search)]
-            if len(test):
-                found = test.iloc[0]
-                ratio = (found["estimate"], found["ci_low"], found["ci_high"])
-                if invert:
-                    ratio = (1 / ratio[0], 1 / ratio[2], 1 / ratio[1])
-                values = dict(zip(values, (*map(float, ratio), float(found["q_bh"])), strict=True))
-                break
-        row |= {stem + suffix: value for suffix, value in values.items()}
+        row |= {stem + suffix: float(found.get(name, np.nan)) for suffix, name in columns.items()}
     return row
 
 

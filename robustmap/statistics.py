@@ -31,6 +31,16 @@ Tests
 ``localisation_spearman``, ``localisation_partial_spearman`` (per model; a = ``loc_<heatmap>_
 <score>``)
     As the compactness rows, for each localisation score against the uniform epsilon.
+``attack_pair`` (per model and kind searched under both attacks; a = ``<kind>`` (FGSM), b =
+``pgd_<kind>``, search = the kind)
+    How much FGSM overstates an image's minimal epsilon (:func:`attack_pairs`): Wilcoxon
+    signed-rank test on ``log eps_fgsm - log eps_pgd`` and median ratio ``eps_fgsm / eps_pgd``
+    with its bootstrap CI, as ``search_pair``; censored images are left out and counted alike.
+``class_rank_agreement`` (per model and kind, as ``attack_pair``; n = ranked classes)
+    Do the two attacks rank the classes alike (:func:`class_rank_agreements`)? Spearman rho
+    between the censoring-aware class medians under FGSM and under PGD, over the classes with at
+    least ``min_class_images`` images searched under both; bootstrap CI resampling images within
+    each class.
 ``model_pair`` (model = ``all``; a, b = two models; one set per search)
     Wilcoxon signed-rank test on ``log eps_a - log eps_b`` of one search's epsilons of the
     images that every model classified correctly, restricted to those flipped under both
@@ -47,22 +57,28 @@ of the row's (model, test, a, b), so a row does not change when models or tests 
 from __future__ import annotations
 
 import itertools
+from functools import partial
 
 import numpy as np
 import pandas as pd
 import scipy.stats
 
+from robustmap.aggregate import MIN_CLASS_IMAGES
 from robustmap.bootstrap import (
     bootstrap_ci,
     centred_rank_products,
+    percentile_interval,
     rank_bootstrap_ci,
+    resampled,
     seeded_generator,
 )
+from robustmap.censored import censored_quantiles
 from robustmap.kinds import HEATMAP_KINDS, SEARCH_KINDS, SEARCH_PAIRS
 from robustmap.schema import (
     ATTACKS,
     BOX_FRACTION_COLUMN,
     FGSM,
+    PGD,
     STATISTICS_COLUMNS,
     STATISTICS_FLOATS,
     Search,
@@ -81,16 +97,24 @@ SIGNIFICANCE = 0.05  # figures and the report mark rows with q_bh below this
 
 
 def statistics_table(
-    per_image_table: pd.DataFrame, *, bootstrap: int = 2000, seed: int = 0
+    per_image_table: pd.DataFrame,
+    *,
+    min_class_images: int = MIN_CLASS_IMAGES,
+    bootstrap: int = 2000,
+    seed: int = 0,
 ) -> pd.DataFrame:
     """All tests of this module in a fixed order, with Holm and BH adjustments per family.
 
-    Order: search pairs, compactness correlations, their partial correlations given the clean
-    margin, localisation against chance, localisation correlations and their partial
-    correlations, model pairs. See :func:`adjust_families` for the families.
+    Order: search pairs, attack pairs, class rank agreement of the attacks (over classes with at
+    least ``min_class_images`` images searched under both), compactness correlations, their
+    partial correlations given the clean margin, localisation against chance, localisation
+    correlations and their partial correlations, model pairs. See :func:`adjust_families` for
+    the families.
     """
     tests = (
         search_pairs,
+        attack_pairs,
+        partial(class_rank_agreements, min_class_images=min_class_images),
         compactness_correlations,
         partial_compactness_correlations,
         localisation_vs_chance,
@@ -128,6 +152,125 @@ def search_pairs(
                 )
             )
     return _frame(rows)
+
+
+def attack_searches(per_image_table: pd.DataFrame) -> list[tuple[Search, Search]]:
+    """(FGSM, PGD) searches of every kind the table holds under both attacks, in kind order."""
+    found = set(searched(per_image_table, SEARCH_KINDS))
+    pairs = [(Search(FGSM, kind), Search(PGD, kind)) for kind in SEARCH_KINDS]
+    return [pair for pair in pairs if set(pair) <= found]
+
+
+def attack_pairs(
+    per_image_table: pd.DataFrame, *, bootstrap: int = 2000, seed: int = 0
+) -> pd.DataFrame:
+    """How much FGSM overstates the minimal epsilon PGD finds, per model and kind.
+
+    PGD starts from FGSM's adversarial point, so eps_pgd <= eps_fgsm by construction and every
+    ratio is at least 1: the question is not the sign but whether the overstatement exceeds 1
+    (some images need a smaller step than FGSM's), and by how much (the median ratio
+    ``eps_fgsm / eps_pgd`` with its bootstrap CI). The Wilcoxon test is two-sided like every
+    paired test here; with no negative difference its p is twice the one-sided one. Images
+    censored under either attack are left out and counted in ``note`` (FGSM-censored images
+    that PGD flips included: their ratio has no value).
+    """
+    rows = []
+    for model, images in per_image_table.groupby("model", sort=True):
+        for fgsm, pgd in attack_searches(per_image_table):
+            row = _paired_wilcoxon(
+                images[search_column("epsilon", fgsm)].to_numpy(dtype=float),
+                images[search_column("epsilon", pgd)].to_numpy(dtype=float),
+                key=(model, "attack_pair", fgsm.name, pgd.name),
+                bootstrap=bootstrap,
+                seed=seed,
+            )
+            rows.append(row | {"search": fgsm.kind})
+    return _frame(rows)
+
+
+def class_rank_agreements(
+    per_image_table: pd.DataFrame,
+    *,
+    min_class_images: int = MIN_CLASS_IMAGES,
+    bootstrap: int = 2000,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """Spearman rho between the class medians under FGSM and under PGD, per model and kind.
+
+    Would the per-class ranking (which classes are most sensitive) change under the stronger
+    attack? A class is ranked when at least ``min_class_images`` of its images were searched
+    under both attacks (epsilon defined under both), as the per-class table ranks classes; its
+    two medians are taken over those same images and follow the censoring rule of
+    :mod:`robustmap.censored` (a censored median is ``inf`` and ranks above every finite one,
+    censored medians tie). p-value: ``scipy.stats.spearmanr`` of the medians' ranks. The CI
+    resamples images within each class (stratified) and recomputes both medians and rho, since
+    that keeps the set of ranked classes fixed and carries each median's own uncertainty, which
+    resampling whole classes would ignore. Fewer than 3 ranked classes: a row with n and a note.
+    """
+    rows = []
+    if "imagenet_index" not in per_image_table:
+        return _frame(rows)
+    for model, images in per_image_table.groupby("model", sort=True):
+        for fgsm, pgd in attack_searches(per_image_table):
+            row = _class_rank_agreement(
+                images["imagenet_index"].to_numpy(),
+                images[search_column("epsilon", fgsm)].to_numpy(dtype=float),
+                images[search_column("epsilon", pgd)].to_numpy(dtype=float),
+                min_class_images=min_class_images,
+                key=(model, "class_rank_agreement", fgsm.name, pgd.name),
+                bootstrap=bootstrap,
+                seed=seed,
+            )
+            rows.append(row | {"search": fgsm.kind})
+    return _frame(rows)
+
+
+def _class_rank_agreement(
+    classes: np.ndarray,
+    eps_a: np.ndarray,
+    eps_b: np.ndarray,
+    *,
+    min_class_images: int,
+    key: tuple,
+    bootstrap: int,
+    seed: int,
+) -> dict:
+    """One model's rank agreement row: rho of the ranked classes' medians, CI, p-value."""
+    both = ~np.isnan(eps_a) & ~np.isnan(eps_b) & pd.notna(classes)
+    pairs = np.column_stack([eps_a, eps_b])[both]
+    groups = [pairs[classes[both] == c] for c in sorted(pd.unique(classes[both]))]
+    ranked = [group for group in groups if len(group) >= min_class_images]
+    medians = np.array([censored_quantiles(g, 0.5, axis=0) for g in ranked]).reshape(-1, 2)
+    note = (
+        f"classes with >= {min_class_images} images searched under both attacks; "
+        f"{len(groups) - len(ranked)} with fewer left out; censored class medians "
+        f"({int(np.isinf(medians).sum())}) ranked above every finite one"
+    )
+    row = _row(key, n=len(ranked), note=note)
+    if len(ranked) < 3:
+        row["note"] += "; fewer than 3 ranked classes, no correlation"
+        return row
+    if np.any(np.all(medians == medians[0], axis=0)):
+        row["note"] += "; every class has the same median under one attack, no correlation"
+        return row
+    rho = float(_rank_correlations(medians[np.newaxis])[0])  # the resamples' formula
+    ranks = scipy.stats.rankdata(medians, axis=0)
+    p_value = float(scipy.stats.spearmanr(ranks[:, 0], ranks[:, 1]).pvalue)
+    rng = seeded_generator(seed, key)
+    median = partial(censored_quantiles, q=0.5)
+    resampled_medians = np.stack(
+        [resampled(group, median, bootstrap=bootstrap, rng=rng) for group in ranked], axis=1
+    )  # [B, classes, 2]: both attacks' medians from the same drawn images
+    low, high = percentile_interval(_rank_correlations(resampled_medians))
+    row.update(statistic=rho, p_value=p_value, estimate=rho, ci_low=low, ci_high=high)
+    return row
+
+
+def _rank_correlations(values: np.ndarray) -> np.ndarray:
+    """Spearman rho between the two columns of each of B samples [B, k, 2] -> [B]."""
+    ranks = scipy.stats.rankdata(values, axis=1)
+    centred = ranks - ranks.mean(axis=1, keepdims=True)
+    return rank_correlation(np.einsum("bki,bkj->bij", centred, centred))
 
 
 def compactness_correlations(
@@ -411,7 +554,8 @@ def _paired_wilcoxon(
         f"pairs flipped in both; {int((defined & ~both).sum())} pairs with a censored "
         f"epsilon left out; estimate = median of {a}/{b}"
     )
-    log_ratio = np.log(eps_a[both]) - np.log(eps_b[both])
+    ratio = eps_a[both] / eps_b[both]  # formed directly: a constant ratio reads exactly
+    log_ratio = np.log(ratio)
     row = _row(key, n=int(both.sum()), note=note)
     if log_ratio.size == 0:
         row["note"] += "; no pair to test"
@@ -421,7 +565,6 @@ def _paired_wilcoxon(
         row["note"] += "; all pairs equal, no test"
         return row
     result = scipy.stats.wilcoxon(log_ratio, zero_method="wilcox", alternative="two-sided")
-    ratio = np.exp(log_ratio)
     rng = seeded_generator(seed, rng_key or key)
     low, high = bootstrap_ci(ratio, np.median, bootstrap=bootstrap, rng=rng)
     row.update(

@@ -33,10 +33,9 @@ per_image = aggregate.per_image(
 )
 per_model = aggregate.per_model(per_image, accuracy)
 resampling = {key: sm.params.statistics[key] for key in ("bootstrap", "seed")}
-tests = statistics.statistics_table(per_image, **resampling)
-per_class = aggregate.per_class(
-    per_image, min_class_images=sm.params.min_class_images, **resampling
-)
+min_class_images = sm.params.min_class_images
+tests = statistics.statistics_table(per_image, min_class_images=min_class_images, **resampling)
+per_class = aggregate.per_class(per_image, min_class_images=min_class_images, **resampling)
 curves = robustness.robustness(per_image, eps_max=sm.params.eps_max, **resampling)
 localisation = localisation_summary.localisation_summary(per_image, **resampling)
 tables.write_parquet(sm.output.per_image, per_image)

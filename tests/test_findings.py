@@ -5,11 +5,11 @@ import math
 import pandas as pd
 
 from robustmap import findings
-from robustmap.leaderboard import ATTACKS, Attack
+from robustmap.leaderboard import ATTACKS
 
 NAN = math.nan
 INF = math.inf
-FGSM = ATTACKS[-1]
+FGSM, PGD = (next(a for a in ATTACKS if a.name == name) for name in ("fgsm", "pgd"))
 
 
 def board(*rows):
@@ -225,20 +225,50 @@ def test_localisation_against_chance():
     )
 
 
+ATTACK_ROWS = statistics_rows(
+    ("m1", "attack_pair", "uniform", "pgd_uniform", "uniform", 40, 1.8, 1.5, 2.1, 0.001),
+    ("m2", "attack_pair", "uniform", "pgd_uniform", "uniform", 30, 1.1, 0.9, 1.3, 0.2),
+    ("m1", "class_rank_agreement", "uniform", "pgd_uniform", "uniform", 12, 0.9, 0.7, 0.98, 1e-4),
+    ("m2", "class_rank_agreement", "uniform", "pgd_uniform", "uniform", 2, NAN, NAN, NAN, NAN),
+    ("m1", "search_pair", "object", "uniform", None, 40, 3.0, 2.0, 4.0, 0.001),  # not read
+)
+
+
 def test_fgsm_against_pgd_only_once_pgd_exists():
-    assert findings.attacks_finding(TWO_MODELS, [FGSM]) is None
-    pgd = Attack("pgd", "PGD", "pgd_uniform")
-    table = TWO_MODELS.assign(
-        fgsm_over_pgd=[1.8, 1.1],
-        fgsm_over_pgd_ci_low=[1.5, 0.9],
-        fgsm_over_pgd_ci_high=[2.1, 1.3],
-        fgsm_over_pgd_q=[0.001, 0.2],
-    )
-    found = findings.attacks_finding(table, [FGSM, pgd])
+    assert findings.attacks_finding(ATTACK_ROWS, [FGSM]) is None
+    assert findings.attacks_finding(ATTACK_ROWS.iloc[4:], [FGSM, PGD]) is None
+    found = findings.attacks_finding(ATTACK_ROWS, [FGSM, PGD])
     assert found.question == "FGSM vs PGD"
     assert found.sentence == (
-        "FGSM over PGD for m1: median ratio 1.8, 95% CI 1.5–2.1, q = 0.001; FGSM over PGD for "
-        "m2: median ratio 1.1, 95% CI 0.9–1.3, q = 0.2, no evidence of a difference."
+        "FGSM over PGD for m1: median ratio uniform/pgd_uniform 1.8, 95% CI 1.5–2.1, n = 40, "
+        "q = 0.001, class medians ranked alike at Spearman rho 0.9 (95% CI 0.7–0.98, 12 "
+        "classes); FGSM over PGD for m2: median ratio uniform/pgd_uniform 1.1, 95% CI 0.9–1.3, "
+        "n = 30, q = 0.2, no evidence of a difference."
+    )
+
+
+def test_an_attack_pair_without_pairs_is_not_worded():
+    empty = ATTACK_ROWS.iloc[[0, 1]].assign(estimate=[1.8, NAN])
+    found = findings.attacks_finding(empty, [FGSM, PGD])
+    assert found.sentence == (
+        "FGSM over PGD for m1: median ratio uniform/pgd_uniform 1.8, 95% CI 1.5–2.1, n = 40, "
+        "q = 0.001."
+    )
+
+
+def test_with_pgd_the_headline_is_pgd_and_the_attacks_come_last():
+    table = TWO_MODELS.assign(
+        pgd_n=[20, 18],
+        pgd_median=[0.002, 0.001],
+        pgd_median_ci_low=[0.0015, 0.0008],
+        pgd_median_ci_high=[0.0025, 0.0012],
+    )
+    pgd_pair = ("all", "model_pair", "m1", "m2", "pgd_uniform", 15, 2.0, 1.5, 2.5, 0.01)
+    stats = pd.concat([ATTACK_ROWS, statistics_rows(pgd_pair)], ignore_index=True)
+    found = findings.findings(table, classes(), stats, min_class_images=5)
+    assert [f.question for f in found] == ["Models", "Localisation", "FGSM vs PGD"]
+    assert found[0].sentence.startswith(
+        "m1 has the largest median PGD ε (pgd_uniform search), 0.002, 95% CI 0.0015–0.0025"
     )
 
 

@@ -7,14 +7,23 @@ import pandas as pd
 import pytest
 from test_aggregate import synthetic_localisation, synthetic_study
 
-from robustmap import aggregate, leaderboard, localisation_summary, robustness, statistics, tables
-from robustmap.leaderboard import ATTACKS, Attack
+from robustmap import (
+    aggregate,
+    leaderboard,
+    localisation_summary,
+    robustness,
+    schema,
+    statistics,
+    tables,
+)
+from robustmap.schema import Search
 
 BOOTSTRAP = 200
 
 
-def study_tables(models=("m1", "m2", "m3"), *, no_correct=()):
-    """The study tables of a synthetic run; models in ``no_correct`` get no image right."""
+def study_tables(models=("m1", "m2", "m3"), *, no_correct=(), pgd=False):
+    """The study tables of a synthetic run; models in ``no_correct`` get no image right. With
+    ``pgd``, every image's uniform search also has a PGD result, 1 to 3 times smaller."""
     labels, predictions, epsilons, compactness, accuracy = synthetic_study(models=models)
     localisation = synthetic_localisation(compactness)
     for model in no_correct:
@@ -24,6 +33,8 @@ def study_tables(models=("m1", "m2", "m3"), *, no_correct=()):
         compactness[model] = compactness[model].iloc[:0]
         localisation[model] = localisation[model].iloc[:0]
     per_image = aggregate.per_image(labels, predictions, epsilons, compactness, localisation)
+    if pgd:
+        per_image = with_pgd(per_image)
     resampling = {"bootstrap": BOOTSTRAP, "seed": 0}
     return {
         "per_model": aggregate.per_model(per_image, accuracy),
@@ -32,6 +43,22 @@ def study_tables(models=("m1", "m2", "m3"), *, no_correct=()):
         "localisation": localisation_summary.localisation_summary(per_image, **resampling),
         "per_image": per_image,
     }
+
+
+def with_pgd(per_image: pd.DataFrame) -> pd.DataFrame:
+    """The per-image table with a PGD uniform search beside FGSM's: same statuses, epsilons
+    divided by a factor in [1, 3] (censored images stay censored)."""
+    fgsm, pgd = Search(schema.FGSM, "uniform"), Search(schema.PGD, "uniform")
+    factor = np.random.default_rng(0).uniform(1, 3, len(per_image))
+    return per_image.assign(
+        **{
+            schema.search_column("epsilon", pgd): per_image[
+                schema.search_column("epsilon", fgsm)
+            ].to_numpy()
+            / factor,
+            schema.search_column("status", pgd): per_image[schema.search_column("status", fgsm)],
+        }
+    )
 
 
 def board_of(study, **options):
@@ -111,21 +138,29 @@ def test_a_model_without_correct_images_is_kept_last():
     assert "n/a" in leaderboard.display(board).iloc[-1].tolist()
 
 
-def test_a_second_attack_adds_columns_sets_the_order_and_its_overstatement(study):
-    """A stand-in for PGD (the object search) shows what an iterative attack adds."""
-    stronger = Attack("pgd", "PGD", "object")
-    board = board_of(study, attacks=(*ATTACKS, stronger))
+def test_pgd_adds_columns_sets_the_order_and_fgsms_overstatement(study):
+    with_attacks = study_tables(pgd=True)
+    board = board_of(with_attacks)
     assert (np.diff(board["pgd_median"].to_numpy()) <= 0).all()
     assert {"fgsm_median", "pgd_median", "pgd_robust_8_255"} <= set(board.columns)
-    # the table pairs them the other way round (object/uniform): the ratio is inverted
-    pairs = study["statistics"].query("test == 'search_pair' and a == 'object'")
-    pairs = pairs.query("b == 'uniform'").set_index("model")
+    pairs = with_attacks["statistics"].query("test == 'attack_pair'")
+    assert set(zip(pairs["a"], pairs["b"], pairs["search"], strict=True)) == {
+        ("uniform", "pgd_uniform", "uniform")
+    }
+    pairs = pairs.set_index("model")
     for _, row in board.iterrows():
-        assert row["fgsm_over_pgd"] == pytest.approx(1 / pairs.at[row["model"], "estimate"])
-        assert row["fgsm_over_pgd_ci_low"] == pytest.approx(1 / pairs.at[row["model"], "ci_high"])
-        assert row["fgsm_over_pgd_q"] == pairs.at[row["model"], "q_bh"]
-    assert "FGSM overstates PGD by" in leaderboard.display(board, (*ATTACKS, stronger))
-    assert "fgsm_over_pgd" not in board_of(study).columns
+        found = pairs.loc[row["model"]]
+        assert (
+            row["fgsm_over_pgd"],
+            row["fgsm_over_pgd_ci_low"],
+            row["fgsm_over_pgd_ci_high"],
+            row["fgsm_over_pgd_q"],
+        ) == (found["estimate"], found["ci_low"], found["ci_high"], found["q_bh"])
+        assert 1 < row["fgsm_over_pgd_ci_low"] < row["fgsm_over_pgd_ci_high"] < 3
+    shown = leaderboard.display(board)
+    assert "FGSM overstates PGD by" in shown and "PGD median ε (pgd_uniform)" in shown
+    assert "fgsm_over_pgd" not in board_of(study).columns  # no PGD run: no PGD columns
+    assert "pgd_median" not in board_of(study).columns
 
 
 def test_display_cells():

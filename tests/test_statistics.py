@@ -246,3 +246,184 @@ def test_pointing_and_energy_against_chance_by_hand():
     assert energy["estimate"] == pytest.approx(0.5)
     assert energy["p_value"] == pytest.approx(expected.pvalue)
     assert rows.loc[("pointing_vs_chance", "saliency_pointing_hit"), "n"] == 0
+
+
+# ---- FGSM against PGD ---------------------------------------------------------------------------
+
+FGSM_UNIFORM = schema.Search(schema.FGSM, "uniform")
+PGD_UNIFORM = schema.Search(schema.PGD, "uniform")
+
+
+def attack_table(epsilons, *, classes=None, model="m"):
+    """A per-image table of one model with the wide columns of the given searches
+    ({Search: epsilons}); each search's status follows its epsilon (inf: not flipped, nan:
+    misclassified at start)."""
+    n = len(next(iter(epsilons.values())))
+    columns = {
+        "model": model,
+        "image_id": [f"i{k:03d}" for k in range(n)],
+        "imagenet_index": np.zeros(n, int) if classes is None else np.asarray(classes),
+    }
+    for search, values in epsilons.items():
+        values = np.asarray(values, float)
+        status = np.where(np.isinf(values), schema.NOT_FLIPPED, schema.FLIPPED)
+        status = np.where(np.isnan(values), schema.MISCLASSIFIED_AT_START, status)
+        columns[schema.search_column("epsilon", search)] = values
+        columns[schema.search_column("status", search)] = status
+    return pd.DataFrame(columns)
+
+
+def test_pgd_at_half_the_fgsm_epsilon_overstates_by_exactly_two():
+    fgsm = np.geomspace(1e-3, 1e-1, 12)
+    table = attack_table({FGSM_UNIFORM: fgsm, PGD_UNIFORM: fgsm / 2})
+    row = statistics.attack_pairs(table, bootstrap=200).iloc[0]
+    assert (row["model"], row["test"], row["a"], row["b"], row["search"], row["n"]) == (
+        "m",
+        "attack_pair",
+        "uniform",
+        "pgd_uniform",
+        "uniform",
+        12,
+    )
+    assert (row["estimate"], row["ci_low"], row["ci_high"]) == (2.0, 2.0, 2.0)
+    expected = scipy.stats.wilcoxon(np.full(12, np.log(2.0)))
+    assert row["statistic"] == expected.statistic == 0.0  # no negative difference
+    assert row["p_value"] == expected.pvalue == 2 / 2**12  # two-sided
+
+
+def test_attack_pair_wilcoxon_is_scipys_on_the_log_ratios():
+    rng = np.random.default_rng(3)
+    fgsm = np.exp(rng.normal(-4, 1, 30))
+    pgd = fgsm / np.exp(np.abs(rng.normal(0.3, 0.2, 30)))  # PGD never above FGSM
+    row = statistics.attack_pairs(attack_table({FGSM_UNIFORM: fgsm, PGD_UNIFORM: pgd})).iloc[0]
+    expected = scipy.stats.wilcoxon(np.log(fgsm) - np.log(pgd), alternative="two-sided")
+    assert row["statistic"] == expected.statistic == 0.0  # no negative difference
+    assert row["p_value"] == pytest.approx(expected.pvalue, rel=1e-12)
+    assert row["p_value"] == pytest.approx(2 / 2**30, rel=1e-12)  # exact, two-sided
+    assert row["estimate"] == pytest.approx(np.median(fgsm / pgd), rel=1e-15)
+    assert 1 < row["ci_low"] < row["estimate"] < row["ci_high"]
+
+
+def test_attack_pair_leaves_censored_images_out_and_counts_them():
+    fgsm = [0.1, 0.2, INF, INF, 0.4, 0.5, np.nan]
+    pgd = [0.05, 0.1, 0.3, INF, INF, 0.25, 0.1]
+    row = statistics.attack_pairs(attack_table({FGSM_UNIFORM: fgsm, PGD_UNIFORM: pgd})).iloc[0]
+    assert row["n"] == 3
+    assert row["note"] == (
+        "pairs flipped in both; 3 pairs with a censored epsilon left out; "
+        "estimate = median of uniform/pgd_uniform"
+    )
+    assert row["estimate"] == 2.0
+
+
+def test_no_attack_rows_without_both_attacks():
+    table = attack_table({FGSM_UNIFORM: [0.1, 0.2, 0.3]})
+    assert statistics.attack_pairs(table).empty
+    assert statistics.class_rank_agreements(table).empty
+
+
+def classed(fgsm_scale, pgd_scale, per_class=5):
+    """Per-class epsilons: class c's images at scale[c] * (1.0, 1.1, ...), non-overlapping."""
+    steps = 1 + 0.1 * np.arange(per_class)
+    fgsm = np.concatenate([scale * steps for scale in fgsm_scale])
+    pgd = np.concatenate([scale * steps for scale in pgd_scale])
+    classes = np.repeat(np.arange(len(fgsm_scale)), per_class)
+    return fgsm, pgd, classes
+
+
+def agreement(fgsm, pgd, classes, **options):
+    table = attack_table({FGSM_UNIFORM: fgsm, PGD_UNIFORM: pgd}, classes=classes)
+    return statistics.class_rank_agreements(table, bootstrap=200, **options).iloc[0]
+
+
+def test_identical_class_orders_agree_at_one():
+    fgsm, pgd, classes = classed([0.1, 0.2, 0.4, 0.8, 1.6], [0.01, 0.02, 0.04, 0.08, 0.16])
+    row = agreement(fgsm, pgd, classes)
+    assert (row["test"], row["a"], row["b"], row["search"], row["n"]) == (
+        "class_rank_agreement",
+        "uniform",
+        "pgd_uniform",
+        "uniform",
+        5,
+    )
+    # classes never overlap, so every resample keeps both orders: a point CI
+    assert (row["estimate"], row["ci_low"], row["ci_high"]) == (1.0, 1.0, 1.0)
+    expected = scipy.stats.spearmanr(np.arange(5), np.arange(5))
+    assert row["p_value"] == expected.pvalue
+
+
+def test_reversed_class_orders_agree_at_minus_one():
+    fgsm, pgd, classes = classed([0.1, 0.2, 0.4, 0.8, 1.6], [0.16, 0.08, 0.04, 0.02, 0.01])
+    row = agreement(fgsm, pgd, classes)
+    assert (row["estimate"], row["ci_low"], row["ci_high"], row["n"]) == (-1.0, -1.0, -1.0, 5)
+
+
+def test_rank_agreement_matches_spearman_of_the_class_medians():
+    rng = np.random.default_rng(5)
+    classes = np.repeat(np.arange(8), 7)
+    fgsm = np.exp(rng.normal(-4, 1, classes.size))
+    pgd = fgsm / np.exp(np.abs(rng.normal(0.5, 0.5, classes.size)))
+    row = agreement(fgsm, pgd, classes)
+    medians = pd.DataFrame({"c": classes, "f": fgsm, "p": pgd}).groupby("c").median()
+    expected = scipy.stats.spearmanr(medians["f"], medians["p"])
+    assert row["estimate"] == pytest.approx(expected.statistic, abs=1e-15)
+    assert row["p_value"] == pytest.approx(expected.pvalue, rel=1e-12)
+    assert row["ci_low"] <= row["estimate"] <= row["ci_high"]
+
+
+def test_classes_with_too_few_images_under_both_attacks_are_left_out():
+    fgsm, pgd, classes = classed([0.1, 0.2, 0.4, 0.8, 1.6], [0.01, 0.02, 0.04, 0.08, 0.16])
+    pgd[-1] = np.nan  # the last class has 4 images searched under both attacks
+    row = agreement(fgsm, pgd, classes)
+    assert row["n"] == 4
+    assert row["note"] == (
+        "classes with >= 5 images searched under both attacks; 1 with fewer left out; "
+        "censored class medians (0) ranked above every finite one"
+    )
+    assert agreement(fgsm, pgd, classes, min_class_images=4)["n"] == 5
+
+
+def test_fewer_than_three_ranked_classes_give_no_correlation():
+    fgsm, pgd, classes = classed([0.1, 0.2, 0.4], [0.01, 0.02, 0.04])
+    row = agreement(fgsm, pgd, classes, min_class_images=6)
+    assert row["n"] == 0 and np.isnan(row["p_value"]) and np.isnan(row["estimate"])
+    row = agreement(fgsm[:10], pgd[:10], classes[:10])
+    assert row["n"] == 2 and np.isnan(row["p_value"])
+    assert row["note"].endswith("; fewer than 3 ranked classes, no correlation")
+
+
+def test_censored_class_medians_rank_above_every_finite_one():
+    fgsm, pgd, classes = classed([0.1, 0.2, 0.4, 0.8], [0.01, 0.02, 0.04, 0.08])
+    fgsm[classes == 3] = [0.5, INF, INF, INF, 0.6]  # median censored: the most robust class
+    row = agreement(fgsm, pgd, classes)
+    assert (row["estimate"], row["n"]) == (1.0, 4)
+    assert "censored class medians (1) ranked above every finite one" in row["note"]
+
+
+def test_attack_tests_form_their_own_family_per_model():
+    rng = np.random.default_rng(7)
+    object_ = (schema.Search(schema.FGSM, "object"), schema.Search(schema.PGD, "object"))
+    classes = np.repeat(np.arange(6), 6)
+    tables = []
+    for model in ("m1", "m2"):
+        epsilons = {}
+        for fgsm_search, pgd_search in ((FGSM_UNIFORM, PGD_UNIFORM), object_):
+            fgsm = np.exp(rng.normal(-4, 1, classes.size))
+            epsilons[fgsm_search] = fgsm
+            epsilons[pgd_search] = fgsm / np.exp(np.abs(rng.normal(0.2, 0.3, classes.size)))
+        tables.append(attack_table(epsilons, classes=classes, model=model))
+    table = statistics.statistics_table(pd.concat(tables), min_class_images=6, bootstrap=100)
+    attacks = table[table["test"].isin(["attack_pair", "class_rank_agreement"])]
+    assert attacks[["model", "test", "search", "family"]].values.tolist() == [
+        [model, test, kind, f"{test}/{model}"]
+        for test in ("attack_pair", "class_rank_agreement")
+        for model in ("m1", "m2")
+        for kind in ("uniform", "object")
+    ]
+    assert (attacks.loc[attacks["test"] == "class_rank_agreement", "n"] == 6).all()
+    for _, rows in attacks.groupby("family"):
+        p_values = rows["p_value"].to_numpy()
+        holm = statsmodels.stats.multitest.multipletests(p_values, method="holm")[1]
+        bh = statsmodels.stats.multitest.multipletests(p_values, method="fdr_bh")[1]
+        np.testing.assert_allclose(rows["p_holm"], holm, rtol=1e-12)
+        np.testing.assert_allclose(rows["q_bh"], bh, rtol=1e-12)
