@@ -41,7 +41,8 @@ BOX_OK = "ok"
 # ---- attacks -----------------------------------------------------------------------------------
 
 FGSM = "fgsm"
-ATTACKS: tuple[str, ...] = (FGSM,)
+PGD = "pgd"
+ATTACKS: tuple[str, ...] = (FGSM, PGD)
 """The attacks whose searches the tables hold; FGSM's wide names carry no attack."""
 ATTACK_COLUMN = "attack"
 """Column of a long search table naming the attack; a table without it holds FGSM rows."""
