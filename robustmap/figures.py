@@ -759,7 +759,7 @@ def robustness_figure(robustness_table: pd.DataFrame) -> Figure:
             ax.axvline(step, color="0.6", lw=0.6, ls=":")
         ax.set_xscale("log")
         ax.set_ylim(0, 1.02)
-        ax.set_xlabel("FGSM step (epsilon)" if attacks == [FGSM] else "epsilon (dashed: PGD)")
+        ax.set_xlabel("FGSM step (epsilon)" if attacks == [FGSM] else "epsilon (solid: FGSM, dashed: PGD)")
         ax.set_ylabel("share surviving")
         ax.set_title(f"{kind} search", loc="left")
         ax.legend(fontsize=7, frameon=False)
