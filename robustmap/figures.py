@@ -748,6 +748,7 @@ def robustness_figure(robustness_table: pd.DataFrame) -> Figure:
     found = [by_name.get(name, Search(FGSM, name)) for name in robustness_table["search"].unique()]
     kinds = search_order({search.kind for search in found})
     attacks = [attack for attack in ATTACK_STYLES if any(s.attack == attack for s in found)]
+    xlabel = "FGSM step (epsilon)" if attacks == [FGSM] else "epsilon (solid: FGSM, dashed: PGD)"
     figure = new_figure(3.8 * max(len(kinds), 1), 3.4)
     axes = figure.subplots(1, max(len(kinds), 1), squeeze=False)[0]
     figure.suptitle("Robustness curves: share of images correct and not flipped by any step <= x")
@@ -759,7 +760,7 @@ def robustness_figure(robustness_table: pd.DataFrame) -> Figure:
             ax.axvline(step, color="0.6", lw=0.6, ls=":")
         ax.set_xscale("log")
         ax.set_ylim(0, 1.02)
-        ax.set_xlabel("FGSM step (epsilon)" if attacks == [FGSM] else "epsilon (solid: FGSM, dashed: PGD)")
+        ax.set_xlabel(xlabel)
         ax.set_ylabel("share surviving")
         ax.set_title(f"{kind} search", loc="left")
         ax.legend(fontsize=7, frameon=False)

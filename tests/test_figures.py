@@ -346,9 +346,7 @@ def with_pgd_curves(robustness_table: pd.DataFrame) -> pd.DataFrame:
     (shares halved)."""
     fgsm = robustness_table.copy()
     fgsm.insert(fgsm.columns.get_loc("search"), "attack", FGSM)
-    pgd = fgsm[fgsm["search"] == "uniform"].assign(
-        attack=PGD, search=Search(PGD, "uniform").name
-    )
+    pgd = fgsm[fgsm["search"] == "uniform"].assign(attack=PGD, search=Search(PGD, "uniform").name)
     pgd[["share", "ci_low", "ci_high"]] = pgd[["share", "ci_low", "ci_high"]] / 2
     return pd.concat([fgsm, pgd], ignore_index=True)
 
@@ -378,3 +376,94 @@ def test_robustness_curves_draw_pgd_dashed_beside_fgsm(study_tables):
     assert not [
         line for ax in fgsm_only.axes for line in ax.get_lines() if line.get_linestyle() == "--"
     ]
+
+
+def pgd_panel_inputs(tiny_classifier):
+    """A model's epsilon table with FGSM and PGD rows (the contract's ``attack`` column), the
+    chosen images in panel order, and a signs shard with the PGD witnesses of uniform."""
+    model, images, labels = tiny_classifier
+    ids = [f"img{k}" for k in range(4)]
+    rows = []
+    for kind in SEARCHES:
+        epsilon = [0.01, 0.02, np.inf, 0.3] if kind == "uniform" else [0.02, 0.04, 0.5, np.inf]
+        rows.append(pd.DataFrame({"image_id": ids, "attack": FGSM, "search": kind}))
+        rows[-1] = rows[-1].assign(epsilon=epsilon, status="flipped", adversarial_label=7)
+    pgd = pd.DataFrame(
+        {
+            "image_id": ids,
+            "attack": PGD,
+            "search": "uniform",
+            "epsilon": [0.005, 0.01, 0.5, np.nan],
+            "status": ["flipped", "flipped", "flipped", "zero_gradient"],
+            "adversarial_label": pd.array([9, 9, 11, None], dtype="Int64"),
+        }
+    )
+    epsilons = pd.concat([*rows, pgd], ignore_index=True)
+    chosen = epsilon_table.extreme_images(epsilons, count=2)
+    fgsm_only = epsilons[epsilons["attack"] == FGSM].drop(columns="attack")
+    pd.testing.assert_frame_equal(chosen, epsilon_table.extreme_images(fgsm_only, count=2))
+    order = [ids.index(i) for i in chosen["image_id"]]
+    rng = np.random.default_rng(0)
+    shard = {
+        "image_id": np.array(ids),
+        "fgsm_sign": search.fgsm_direction(model, images, labels).astype(np.int8),
+        schema.pgd_delta_key("uniform"): rng.uniform(-0.4, 0.4, images.shape).astype(np.float16),
+        "gradcam": rng.random((4, 8, 8)).astype(np.float32),
+        "saliency": rng.random((4, 8, 8)).astype(np.float32),
+    }
+    return epsilons, fgsm_only, chosen, order, shard
+
+
+def test_panel_has_a_pgd_column_when_the_signs_file_has_pgd_witnesses(tiny_classifier, tmp_path):
+    _, images, labels = tiny_classifier
+    epsilons, fgsm_only, chosen, order, shard = pgd_panel_inputs(tiny_classifier)
+    ids = chosen["image_id"].tolist()
+    assert schema.pgd_delta_key("uniform") == "pgd_delta_uniform"
+    deltas = panels.select_pgd_deltas([shard], ids, SEARCHES)
+    assert list(deltas) == ["uniform"] and deltas["uniform"].dtype == np.float16
+    without = {key: value for key, value in shard.items() if not key.startswith("pgd_")}
+    assert panels.select_pgd_deltas([without], ids, SEARCHES) == {}
+
+    def panel(table, pgd_deltas):
+        return panels.model_panel(
+            name="tiny",
+            chosen=chosen,
+            images=images[order],
+            labels=labels[order],
+            signs=panels.select_rows([shard], ids, ["fgsm_sign"])["fgsm_sign"],
+            heatmaps=panels.select_heatmaps([shard], ids),
+            epsilons=table,
+            object_mask="soft",
+            threshold="otsu",
+            eps_max=1.0,
+            pgd_deltas=pgd_deltas,
+        )
+
+    figure = panel(epsilons, deltas)
+    columns = 4 + 3 + 1
+    assert len(figure.axes) == 4 * columns
+    assert [ax.get_title() for ax in figure.axes[4:columns]] == [
+        "uniform search",
+        "uniform PGD",
+        "object search",
+        "background search",
+    ]
+    expected = np.clip(images[order] + shard["pgd_delta_uniform"][order].astype(np.float32), 0, 1)
+    captions = [
+        f"eps=0.005\n-> {classes.class_name(9)}",
+        f"eps=0.01\n-> {classes.class_name(9)}",
+        f"eps=0.5\n-> {classes.class_name(11)}",
+        "no epsilon (zero_gradient)",
+    ]
+    for row in range(4):
+        ax = figure.axes[row * columns + 5]
+        np.testing.assert_array_equal(ax.get_images()[0].get_array(), expected[row])
+        assert ax.get_xlabel() == captions[row]
+        fgsm = figure.axes[row * columns + 4].get_xlabel()
+        assert fgsm.endswith(classes.class_name(7)) or fgsm.startswith("not flipped")
+    figures.save_figure(figure, tmp_path / "pgd.png")
+    # PGD off (no witnesses): no PGD column, the FGSM-only panel byte for byte, PGD rows or not
+    plain = figures.save_figure(panel(fgsm_only, None), tmp_path / "plain.png").read_bytes()
+    off = panel(epsilons, panels.select_pgd_deltas([without], ids, SEARCHES))
+    assert len(off.axes) == 4 * (4 + 3)
+    assert figures.save_figure(off, tmp_path / "off.png").read_bytes() == plain
