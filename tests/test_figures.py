@@ -45,8 +45,10 @@ def study_tables():
     )
 
 
-def write_all(tables, folder, *, workers):
-    builders = figures.figure_builders(*tables, searches=SEARCHES, eps_max=1.0)
+def write_all(tables, folder, *, workers, pgd_searches=()):
+    builders = figures.figure_builders(
+        *tables, searches=SEARCHES, eps_max=1.0, pgd_searches=pgd_searches
+    )
     paths = {name: [folder / f"{name}.{fmt}" for fmt in figures.FORMATS] for name in builders}
     listing = figures.write_figures(builders, paths, workers=workers)
     assert list(listing) == list(builders)
@@ -60,10 +62,13 @@ def write_all(tables, folder, *, workers):
 
 
 def test_every_figure_is_written_and_stable(study_tables, tmp_path):
-    """Drawn in this process, then again by two worker processes: the same bytes."""
-    first = write_all(study_tables, tmp_path / "a", workers=1)
-    second = write_all(study_tables, tmp_path / "b", workers=2)
-    names = figure_registry.figure_names(SEARCHES)
+    """Drawn in this process, then again by two worker processes: the same bytes (PGD too)."""
+    tables = (with_pgd(study_tables[0]), *study_tables[1:4])
+    tables += (with_pgd_curves(study_tables[4]), study_tables[5])
+    first = write_all(tables, tmp_path / "a", workers=1, pgd_searches=["uniform"])
+    second = write_all(tables, tmp_path / "b", workers=2, pgd_searches=["uniform"])
+    names = figure_registry.figure_names(SEARCHES, pgd_searches=["uniform"])
+    assert names[-1] == "attack_scatter"
     assert sorted(p.name for p in first) == sorted(
         f"{n}.{f}" for n in names for f in ("png", "svg")
     )
