@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from robustmap.kinds import search_order
-from robustmap.schema import empty_search_table
+from robustmap.schema import ATTACK_COLUMN, FGSM, empty_search_table
 
 
 def merge_searches(shard_tables: Sequence[pd.DataFrame], shards: pd.DataFrame) -> pd.DataFrame:
@@ -84,10 +84,11 @@ def id_examples(ids: Iterable, limit: int = 10) -> str:
 
 
 def extreme_images(epsilons: pd.DataFrame, *, count: int, search: str = "uniform") -> pd.DataFrame:
-    """The ``count`` most sensitive and ``count`` most robust images of one model's search.
+    """The ``count`` most sensitive and ``count`` most robust images of one model's FGSM search.
 
     Args:
-        epsilons: the model's merged epsilon table (image_id, search, epsilon, status, ...).
+        epsilons: the model's merged epsilon table (image_id, search, epsilon, status, ...);
+            only its FGSM rows count (:func:`attack_rows`).
 
     Returns:
         image_id, epsilon, role ("most sensitive" / "most robust"): the smallest epsilons first,
@@ -95,7 +96,8 @@ def extreme_images(epsilons: pd.DataFrame, *, count: int, search: str = "uniform
         the table's image order. An image is never listed twice; images with an undefined
         epsilon are never listed.
     """
-    rows = epsilons[(epsilons["search"] == search) & epsilons["epsilon"].notna()]
+    fgsm = attack_rows(epsilons, FGSM)
+    rows = fgsm[(fgsm["search"] == search) & fgsm["epsilon"].notna()]
     ordered = rows.sort_values("epsilon", kind="stable")
     sensitive = ordered.head(count)
     robust = ordered.iloc[::-1]
@@ -107,3 +109,10 @@ def extreme_images(epsilons: pd.DataFrame, *, count: int, search: str = "uniform
         ],
         ignore_index=True,
     )
+
+
+def attack_rows(epsilons: pd.DataFrame, attack: str) -> pd.DataFrame:
+    """The rows of one attack of an epsilon table (a table without ``attack``: FGSM rows only)."""
+    if ATTACK_COLUMN in epsilons:
+        return epsilons[epsilons[ATTACK_COLUMN] == attack]
+    return epsilons if attack == FGSM else epsilons.iloc[:0]

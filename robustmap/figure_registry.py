@@ -17,7 +17,8 @@ class FigureKind:
 
     ``stem`` names its caption (``report/<stem>.rst``) and its file: ``<stem>`` or, per search,
     ``<stem>_<search kind>``. ``category`` and ``subcategory`` place it in the report; ``shows``
-    is its ``figure`` label there.
+    is its ``figure`` label there. A ``needs_pgd`` figure compares the two attacks, so a run
+    without PGD (``search.pgd.kinds`` empty) has nothing to draw in it and does not list it.
     """
 
     stem: str
@@ -25,6 +26,7 @@ class FigureKind:
     subcategory: str
     shows: str
     per_search: bool = False
+    needs_pgd: bool = False
 
 
 FIGURE_KINDS: tuple[FigureKind, ...] = (
@@ -61,6 +63,13 @@ FIGURE_KINDS: tuple[FigureKind, ...] = (
     FigureKind(
         "localisation_epsilon", "Localisation", "Versus epsilon", "localisation scores vs epsilon"
     ),
+    FigureKind(
+        "attack_scatter",
+        "Iterative attack",
+        "FGSM vs PGD",
+        "FGSM against PGD minimal epsilon per image",
+        needs_pgd=True,
+    ),
 )
 
 
@@ -73,19 +82,21 @@ class FigureFile:
     search: str
 
 
-def figure_files(searches: Sequence[str]) -> list[FigureFile]:
-    """Every summary figure of a run with these search kinds: the per-search figures of each
-    search in turn, then the others, in :data:`FIGURE_KINDS` order."""
+def figure_files(searches: Sequence[str], pgd_searches: Sequence[str] = ()) -> list[FigureFile]:
+    """Every summary figure of a run with these search kinds (and these PGD kinds): the
+    per-search figures of each search in turn, then the others, in :data:`FIGURE_KINDS` order;
+    the ``needs_pgd`` ones only when some kind runs PGD."""
+    kinds = [kind for kind in FIGURE_KINDS if pgd_searches or not kind.needs_pgd]
     per_search = [
         FigureFile(f"{kind.stem}_{search}", kind, search)
         for search in searches
-        for kind in FIGURE_KINDS
+        for kind in kinds
         if kind.per_search
     ]
-    summaries = [FigureFile(kind.stem, kind, "all") for kind in FIGURE_KINDS if not kind.per_search]
+    summaries = [FigureFile(kind.stem, kind, "all") for kind in kinds if not kind.per_search]
     return per_search + summaries
 
 
-def figure_names(searches: Sequence[str]) -> list[str]:
+def figure_names(searches: Sequence[str], pgd_searches: Sequence[str] = ()) -> list[str]:
     """The file stems of :func:`figure_files`, in its order."""
-    return [figure.name for figure in figure_files(searches)]
+    return [figure.name for figure in figure_files(searches, pgd_searches)]

@@ -27,15 +27,23 @@ from robustmap.kinds import HEATMAP_KINDS, SEARCH_COLOURS, SEARCH_KINDS, search_
 from robustmap.robustness import CUSTOMARY_STEPS
 from robustmap.schema import (
     COMPACTNESS_SCORES,
+    FGSM,
     HEATMAP_LOCALISATION_SCORES,
+    PGD,
+    Search,
     heatmap_column,
     localisation_column,
     search_column,
     searched,
+    searches,
 )
 from robustmap.statistics import SIGNIFICANCE, UNIFORM_EPSILON
 
 CENSORED_COLOUR = "#CC79A7"
+ATTACK_STYLES = {FGSM: "-", PGD: "--"}
+"""Line style of each attack's curves: a kind keeps its colour, the attack changes the dash."""
+CENSORED_AT = 1.5
+"""Censored epsilons are drawn at this multiple of ``eps_max``, beyond the dotted eps_max line."""
 HEATMAP_COLOURS = {"gradcam": "#D55E00", "saliency": "#0072B2"}
 FORMATS = ("png", "svg")
 DPI = 120
@@ -115,10 +123,11 @@ def figure_builders(
     searches: Sequence[str],
     eps_max: float,
     min_class_images: int = MIN_CLASS_IMAGES,
+    pgd_searches: Sequence[str] = (),
 ) -> dict[str, FigureBuilder]:
     """Every summary figure of the report, keyed by file stem, in the order of
     :func:`robustmap.figure_registry.figure_files`, as builders: :func:`write_figures` draws them,
-    side by side in worker processes if asked."""
+    side by side in worker processes if asked. ``pgd_searches``: the kinds PGD searched too."""
     per_search = {
         "class_epsilon": partial(class_epsilon_figure, per_class_table),
         "class_bulk": partial(class_epsilon_figure, per_class_table, central=BULK_SHARE),
@@ -148,6 +157,9 @@ def figure_builders(
         "localisation_epsilon": partial(
             localisation_epsilon_figure, per_image_table, statistics_table, eps_max=eps_max
         ),
+        "attack_scatter": partial(
+            attack_scatter_figure, per_image_table, kinds=pgd_searches, eps_max=eps_max
+        ),
     }
     return {
         figure.name: (
@@ -155,7 +167,7 @@ def figure_builders(
             if figure.kind.per_search
             else summaries[figure.kind.stem]
         )
-        for figure in figure_files(searches)
+        for figure in figure_files(searches, pgd_searches)
     }
 
 
@@ -361,9 +373,10 @@ def _extreme_bars(ax, classes: pd.DataFrame, *, eps_max: float, title: str) -> N
 
 
 def epsilon_ecdf_figure(per_image_table: pd.DataFrame, *, eps_max: float) -> Figure:
-    """Empirical CDF of the minimal epsilon per model and search kind, log x axis.
+    """Empirical CDF of the minimal epsilon per model and search, log x axis.
 
-    The denominator counts censored images, so a curve ends below 1 by the censored share.
+    The denominator counts censored images, so a curve ends below 1 by the censored share. A
+    kind's PGD curve has its FGSM curve's colour, dashed (:data:`ATTACK_STYLES`).
     """
     models = _models(per_image_table)
     columns = max(min(len(models), 3), 1)
@@ -389,6 +402,7 @@ def epsilon_ecdf_figure(per_image_table: pd.DataFrame, *, eps_max: float) -> Fig
                 np.concatenate([share, [share[-1] if share.size else 0.0]]),
                 where="post",
                 color=SEARCH_COLOURS.get(search.kind, "0.5"),
+                ls=ATTACK_STYLES[search.attack],
                 label=f"{search.name} (n={epsilon.size}, censored {censored:.0%})",
             )
         ax.set_xscale("log")
@@ -407,17 +421,18 @@ def epsilon_ecdf_figure(per_image_table: pd.DataFrame, *, eps_max: float) -> Fig
 
 
 def paired_searches_figure(per_image_table: pd.DataFrame, *, max_lines: int = 300) -> Figure:
-    """The minimal epsilons of the same images in every search, one panel per model.
+    """The minimal FGSM epsilons of the same images in every search kind, one panel per model.
 
     Grey lines join the epsilons of one image across searches (images flipped in every search;
     at most ``max_lines`` evenly spaced ones drawn); black markers are the medians over all such
-    images.
+    images. FGSM only: the kinds are compared under one attack, the attacks in
+    :func:`attack_scatter_figure`.
     """
     models = _models(per_image_table)
     # a search whose every image is undefined (no human box anywhere) has nothing to pair
     found = [
         search
-        for search in searched(per_image_table, SEARCH_KINDS)
+        for search in searched(per_image_table, SEARCH_KINDS, attacks=(FGSM,))
         if per_image_table[search_column("epsilon", search)].notna().any()
     ]
     figure = new_figure(3.4 * max(len(models), 1), 3.6)
@@ -446,6 +461,103 @@ def paired_searches_figure(per_image_table: pd.DataFrame, *, max_lines: int = 30
     if not models:
         _empty(axes[0], "no model")
     return figure
+
+
+def attack_scatter_figure(
+    per_image_table: pd.DataFrame, *, kinds: Sequence[str], eps_max: float
+) -> Figure:
+    """Each image's minimal FGSM epsilon (x) against its minimal PGD epsilon (y), log-log, one
+    panel per model, coloured by search kind.
+
+    Both are flipping epsilons found, so both are upper bounds on the image's true minimal
+    weighted L-inf distance; PGD's is the tighter. Black line: y = x; below it FGSM overstates
+    the image's robustness. Censored epsilons (no flip up to ``eps_max``) are drawn at
+    :data:`CENSORED_AT` x ``eps_max``, beyond the dotted ``eps_max`` lines, as triangles and
+    counted in the panel's title. Images with no epsilon under either attack are left out.
+    """
+    models = _models(per_image_table)
+    columns = max(min(len(models), 3), 1)
+    rows_n = int(np.ceil(max(len(models), 1) / columns))
+    figure = new_figure(3.8 * columns, 3.8 * rows_n + 0.4)
+    axes = figure.subplots(rows_n, columns, squeeze=False).ravel()
+    figure.suptitle("Minimal epsilon per image, FGSM against PGD (below y = x: FGSM overstates)")
+    for ax, model in zip(axes, models, strict=False):
+        pairs = _attack_pairs(per_image_table[per_image_table["model"] == model], kinds)
+        if not pairs:
+            _empty(ax, _no_epsilon(per_image_table, model, "no PGD epsilon"))
+            continue
+        _attack_panel(ax, pairs, eps_max=eps_max)
+        x, y = (np.concatenate(values) for values in zip(*pairs.values(), strict=True))
+        ax.set_title(
+            f"{model} (n={x.size}, below y = x: {int((y < x).sum())})\n"
+            f"censored: FGSM {int(np.isinf(x).sum())}, PGD {int(np.isinf(y).sum())}",
+            loc="left",
+            fontsize=8,
+        )
+    for ax in axes[len(models) :]:
+        ax.set_axis_off()
+    if not models:
+        _empty(axes[0], "no model")
+    return figure
+
+
+def _attack_pairs(
+    images: pd.DataFrame, kinds: Sequence[str]
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Per kind, the FGSM and PGD epsilons of the images with both (kinds without any: left out)."""
+    pairs = {}
+    for kind in search_order(kinds):
+        names = [search_column("epsilon", Search(attack, kind)) for attack in (FGSM, PGD)]
+        if not set(names) <= set(images.columns):
+            continue
+        values = images[names].to_numpy(dtype=float)
+        both = values[~np.isnan(values).any(axis=1)]
+        if len(both):
+            pairs[kind] = (both[:, 0], both[:, 1])
+    return pairs
+
+
+def _attack_panel(
+    ax, pairs: Mapping[str, tuple[np.ndarray, np.ndarray]], *, eps_max: float
+) -> None:
+    """The points of :func:`attack_scatter_figure`, its diagonal and its eps_max lines."""
+    top = eps_max * CENSORED_AT
+    for kind, (x, y) in pairs.items():
+        flipped = np.isfinite(x) & np.isfinite(y)
+        ax.scatter(
+            x[flipped],
+            y[flipped],
+            s=8,
+            color=SEARCH_COLOURS.get(kind, "0.5"),
+            alpha=0.6,
+            label=f"{kind} (n={x.size})",
+            rasterized=True,
+        )
+        ax.scatter(
+            np.where(flipped, np.nan, np.minimum(x, top)),
+            np.where(flipped, np.nan, np.minimum(y, top)),
+            s=18,
+            marker="^",
+            facecolor=SEARCH_COLOURS.get(kind, "0.5"),
+            edgecolor=CENSORED_COLOUR,
+            linewidths=1.2,
+        )
+    values = np.concatenate([np.concatenate(pair) for pair in pairs.values()])
+    positive = values[np.isfinite(values) & (values > 0)]
+    low = (positive.min() if positive.size else eps_max * 1e-3) / CENSORED_AT
+    high = top * CENSORED_AT
+    ax.plot([low, high], [low, high], color="black", lw=0.9, label="y = x")
+    ax.axvline(eps_max, color="0.6", lw=0.6, ls=":")
+    ax.axhline(eps_max, color="0.6", lw=0.6, ls=":")
+    ax.plot([], [], "^", color=CENSORED_COLOUR, label=f"censored (at {CENSORED_AT:g} eps_max)")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlim(low, high)
+    ax.set_ylim(low, high)
+    ax.set_aspect("equal")
+    ax.set_xlabel("FGSM minimal epsilon")
+    ax.set_ylabel("PGD minimal epsilon")
+    ax.legend(fontsize=7, loc="upper left", frameon=False)
 
 
 def compactness_figure(
@@ -625,37 +737,53 @@ def _search_cell(rows: pd.DataFrame) -> str:
 
 
 def robustness_figure(robustness_table: pd.DataFrame) -> Figure:
-    """Robustness curves: share of scoreable images surviving each step, one panel per search.
+    """Robustness curves: share of scoreable images surviving each step, one panel per search kind.
 
-    Lines: models, with their bootstrap 95% bands; dotted verticals: the customary steps
-    1/255 .. 8/255. A curve starts at clean top-1 accuracy and falls as steps grow.
+    Lines: models, with their bootstrap 95% bands; a model's PGD curve has its FGSM curve's
+    colour, dashed (:data:`ATTACK_STYLES`). Dotted verticals: the customary steps 1/255 ..
+    8/255. A curve starts at clean top-1 accuracy and falls as steps grow.
     """
-    kinds = search_order(robustness_table["search"].unique())
+    by_name = {search.name: search for search in searches(SEARCH_KINDS)}
+    # a name outside the vocabulary (a hand-made table) is an FGSM search of that kind
+    found = [by_name.get(name, Search(FGSM, name)) for name in robustness_table["search"].unique()]
+    kinds = search_order({search.kind for search in found})
+    attacks = [attack for attack in ATTACK_STYLES if any(s.attack == attack for s in found)]
+    xlabel = "FGSM step (epsilon)" if attacks == [FGSM] else "epsilon (solid: FGSM, dashed: PGD)"
     figure = new_figure(3.8 * max(len(kinds), 1), 3.4)
     axes = figure.subplots(1, max(len(kinds), 1), squeeze=False)[0]
     figure.suptitle("Robustness curves: share of images correct and not flipped by any step <= x")
-    colours = matplotlib.colormaps["tab10"]
     for ax, kind in zip(axes, kinds, strict=False):
         for number, model in enumerate(_models(robustness_table)):
-            rows = robustness_table[
-                (robustness_table["search"] == kind) & (robustness_table["model"] == model)
-            ]
-            colour = colours(number % 10)
-            ax.plot(rows["epsilon"], rows["share"], color=colour, lw=1.4, label=model)
-            ax.fill_between(
-                rows["epsilon"], rows["ci_low"], rows["ci_high"], color=colour, alpha=0.2
-            )
+            for attack in attacks:
+                _robustness_curve(ax, robustness_table, Search(attack, kind), model, number)
         for step in CUSTOMARY_STEPS.values():
             ax.axvline(step, color="0.6", lw=0.6, ls=":")
         ax.set_xscale("log")
         ax.set_ylim(0, 1.02)
-        ax.set_xlabel("FGSM step (epsilon)")
+        ax.set_xlabel(xlabel)
         ax.set_ylabel("share surviving")
         ax.set_title(f"{kind} search", loc="left")
         ax.legend(fontsize=7, frameon=False)
     if not kinds:
         _empty(axes[0], "no search")
     return figure
+
+
+def _robustness_curve(
+    ax, robustness_table: pd.DataFrame, search: Search, model: str, number: int
+) -> None:
+    """One model's curve of one search, coloured by the model's ``number``, dashed for PGD."""
+    rows = robustness_table[
+        (robustness_table["search"] == search.name) & (robustness_table["model"] == model)
+    ]
+    if search.attack != FGSM and rows.empty:
+        return  # a kind PGD did not search
+    colour = matplotlib.colormaps["tab10"](number % 10)
+    label = model if search.attack == FGSM else f"{model}, {search.attack.upper()} (dashed)"
+    style = ATTACK_STYLES[search.attack]
+    ax.plot(rows["epsilon"], rows["share"], color=colour, lw=1.4, ls=style, label=label)
+    alpha = 0.2 if search.attack == FGSM else 0.1
+    ax.fill_between(rows["epsilon"], rows["ci_low"], rows["ci_high"], color=colour, alpha=alpha)
 
 
 def localisation_figure(localisation_table: pd.DataFrame) -> Figure:

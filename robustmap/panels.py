@@ -5,6 +5,11 @@ job recorded: the image's gradient sign (the search's own, so the image drawn is
 search probed, bit for bit) at the search table's minimal epsilon. The label shown under it is
 the search table's ``adversarial_label``, never a re-derived one: near the flip a recomputation
 can disagree with what the search recorded.
+
+A PGD search leaves no sign to rebuild from: its adversarial image is the witness the search job
+recorded, ``clip(x + delta, 0, 1)`` with the signs file's ``pgd_delta_<kind>``
+(:func:`robustmap.schema.pgd_delta_key`), shown beside that kind's FGSM image. Without those
+arrays (PGD off) the panel has no PGD column and is the FGSM-only panel, byte for byte.
 """
 
 from __future__ import annotations
@@ -17,8 +22,10 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
 from robustmap import classes, measure, search
+from robustmap.epsilon_table import attack_rows
 from robustmap.figures import new_figure
 from robustmap.kinds import HEATMAP_KINDS, search_order
+from robustmap.schema import FGSM, PGD, pgd_delta_key
 
 BOX_COLOUR = "#00FF66"  # the human box, visible on photos and on both colour maps
 
@@ -59,6 +66,26 @@ def select_rows(
     if missing:
         raise KeyError(f"no {', '.join(keys)} for images {missing}")
     return {key: np.stack([found[i][key] for i in image_ids]) for key in keys}
+
+
+def select_pgd_deltas(
+    shard_arrays: Sequence[Mapping[str, np.ndarray]],
+    image_ids: Sequence[str],
+    kinds: Sequence[str],
+) -> dict[str, np.ndarray]:
+    """The PGD witness perturbations of ``image_ids`` (in that order) of every kind among
+    ``kinds`` whose ``pgd_delta_<kind>`` every signs shard carries; none when PGD was off.
+
+    Returns:
+        kind -> float16 [N, H, W, 3], as recorded (:func:`pgd_examples` adds it to the images).
+    """
+    keys = {
+        kind: key
+        for kind in search_order(kinds)
+        if shard_arrays and all((key := pgd_delta_key(kind)) in a for a in shard_arrays)
+    }
+    found = select_rows(shard_arrays, image_ids, list(keys.values())) if keys else {}
+    return {kind: found[key] for kind, key in keys.items()}
 
 
 def adversarial_examples(
@@ -111,6 +138,7 @@ def model_panel(
     boxes: np.ndarray | None = None,
     box_valid: np.ndarray | None = None,
     box_border: int = 0,
+    pgd_deltas: Mapping[str, np.ndarray] | None = None,
 ) -> Figure:
     """The heatmap panel of one model's chosen images (see :func:`heatmap_panel`).
 
@@ -127,12 +155,15 @@ def model_panel(
         boxes, box_valid: the images' human boxes in their frame (int [N, 4]) and which are
             valid; drawn on the image and the heatmaps, and the weights of the box searches
             (with ``box_border``).
+        pgd_deltas: per PGD kind, the PGD witness perturbations of those images (float16
+            [N, H, W, 3], the signs file's ``pgd_delta_<kind>``); each gets a PGD column
+            captioned from the table's PGD rows. None or empty: no PGD column.
     """
     ids = chosen["image_id"].astype(str).tolist()
-    names = search_order(epsilons["search"].unique())
+    fgsm = attack_rows(epsilons, FGSM)
+    names = search_order(fgsm["search"].unique())
     table = {
-        kind: epsilons[epsilons["search"] == kind].set_index("image_id").reindex(ids)
-        for kind in names
+        kind: fgsm[fgsm["search"] == kind].set_index("image_id").reindex(ids) for kind in names
     }
     by_kind = {kind: rows["epsilon"].to_numpy(dtype=np.float64) for kind, rows in table.items()}
     cam = heatmaps["gradcam"]
@@ -177,7 +208,54 @@ def model_panel(
         eps_max=eps_max,
         title=f"{name}: most sensitive and most robust images (uniform search)",
         boxes=shown_boxes,
+        pgd=pgd_examples(
+            images,
+            pgd_deltas or {},
+            attack_rows(epsilons, PGD),
+            ids,
+            class_name=classes.class_name,
+            eps_max=eps_max,
+        ),
     )
+
+
+def pgd_examples(
+    images: np.ndarray,
+    deltas: Mapping[str, np.ndarray],
+    rows: pd.DataFrame,
+    image_ids: Sequence[str],
+    *,
+    class_name: Callable[[int], str],
+    eps_max: float,
+) -> dict[str, tuple[np.ndarray, list[str]]]:
+    """Each PGD kind's adversarial images and their captions.
+
+    Args:
+        images: float32 [N, H, W, 3] in [0, 1], rows in ``image_ids`` order.
+        deltas: kind -> the recorded PGD witness perturbations of those images (float16
+            [N, H, W, 3]; zeros where PGD found no flip).
+        rows: the PGD rows of the model's epsilon table (image_id, search, epsilon, status,
+            adversarial_label).
+
+    Returns:
+        kind -> (``clip(x + delta, 0, 1)`` float32 [N, H, W, 3], one caption per image: the PGD
+        epsilon and the label the search recorded, or why there is none).
+    """
+    examples = {}
+    for kind, delta in deltas.items():
+        found = rows[rows["search"] == kind].set_index("image_id").reindex(list(image_ids))
+        adversarial = np.clip(images + np.asarray(delta).astype(np.float32), 0.0, 1.0)
+        captions = [
+            _adversarial_caption(float(epsilon), label, class_name, eps_max, status=status)
+            for epsilon, label, status in zip(
+                found["epsilon"].to_numpy(dtype=np.float64),
+                found["adversarial_label"].fillna(-1).to_numpy(np.int64),
+                found["status"] if "status" in found else [None] * len(found),
+                strict=True,
+            )
+        ]
+        examples[kind] = (adversarial, captions)
+    return examples
 
 
 def heatmap_panel(
@@ -193,8 +271,10 @@ def heatmap_panel(
     eps_max: float,
     title: str = "",
     boxes: np.ndarray | None = None,
+    pgd: Mapping[str, tuple[np.ndarray, Sequence[str]]] | None = None,
 ) -> Figure:
-    """Rows = images; columns = image | saliency | Grad-CAM | object mask | adversarial per search.
+    """Rows = images; columns = image | saliency | Grad-CAM | object mask | adversarial per search
+    (a PGD kind's PGD adversarial right after its FGSM one).
 
     Args:
         images: float32 [N, H, W, 3]; saliency, gradcam: raw maps [N, H, W] (normalised here
@@ -206,11 +286,13 @@ def heatmap_panel(
         class_name: ImageNet index -> readable name, for the adversarial predictions.
         boxes: int [N, 4] human boxes (x0, y0, x1, y1 inclusive; a row of -1: none), drawn in
             green on the image, saliency and Grad-CAM columns.
+        pgd: kind -> (PGD adversarial images [N, H, W, 3], captions [N]), from
+            :func:`pgd_examples`; None: no PGD column.
     """
     from robustmap.heatmaps import normalise_for_display
 
-    kinds = search_order(list(adversarial))
-    columns = ["image", "saliency", "Grad-CAM", "object mask", *(f"{k} search" for k in kinds)]
+    attacked = _adversarial_columns(adversarial, epsilons, pgd or {}, class_name, eps_max)
+    columns = ["image", "saliency", "Grad-CAM", "object mask", *attacked]
     count = len(images)
     figure = new_figure(1.7 * len(columns), 1.9 * max(count, 1) + 0.5)
     axes = figure.subplots(max(count, 1), len(columns), squeeze=False)
@@ -234,19 +316,38 @@ def heatmap_panel(
         if boxes is not None and boxes[row][0] >= 0:
             for ax in axes[row, :3]:
                 _draw_box(ax, boxes[row])
-        for ax, kind in zip(axes[row, 4:], kinds, strict=True):
-            pictures, predicted = adversarial[kind]
+        for ax, (pictures, captions) in zip(axes[row, 4:], attacked.values(), strict=True):
             ax.imshow(pictures[row], interpolation="nearest")
-            ax.set_xlabel(
-                _adversarial_caption(epsilons[kind][row], predicted[row], class_name, eps_max),
-                fontsize=6,
-            )
+            ax.set_xlabel(captions[row], fontsize=6)
     for ax, name in zip(axes[0], columns, strict=True):
         ax.set_title(name, fontsize=8)
     for ax in axes.ravel():
         ax.set_xticks([])
         ax.set_yticks([])
     return figure
+
+
+def _adversarial_columns(
+    adversarial: Mapping[str, tuple[np.ndarray, np.ndarray]],
+    epsilons: Mapping[str, np.ndarray],
+    pgd: Mapping[str, tuple[np.ndarray, Sequence[str]]],
+    class_name: Callable[[int], str],
+    eps_max: float,
+) -> dict[str, tuple[np.ndarray, Sequence[str]]]:
+    """Column title -> (adversarial images, captions): each FGSM kind in the study's order, its
+    PGD column (if any) right after it."""
+    columns: dict[str, tuple[np.ndarray, Sequence[str]]] = {}
+    for kind in search_order([*adversarial, *pgd]):
+        if kind in adversarial:
+            pictures, predicted = adversarial[kind]
+            captions = [
+                _adversarial_caption(epsilon, label, class_name, eps_max)
+                for epsilon, label in zip(epsilons[kind], predicted, strict=True)
+            ]
+            columns[f"{kind} search"] = (pictures, captions)
+        if kind in pgd:
+            columns[f"{kind} {PGD.upper()}"] = pgd[kind]
+    return columns
 
 
 def _draw_box(ax, box: np.ndarray) -> None:
@@ -260,10 +361,17 @@ def _draw_box(ax, box: np.ndarray) -> None:
 
 
 def _adversarial_caption(
-    epsilon: float, predicted: int, class_name: Callable[[int], str], eps_max: float
+    epsilon: float,
+    predicted: int,
+    class_name: Callable[[int], str],
+    eps_max: float,
+    *,
+    status: str | None = None,
 ) -> str:
+    """Under an adversarial image: its epsilon and recorded label, or why it has none (the
+    search ``status``, where given)."""
     if np.isnan(epsilon):
-        return "no epsilon"
+        return "no epsilon" if status is None or pd.isna(status) else f"no epsilon ({status})"
     if np.isinf(epsilon):
         return f"not flipped up to eps={eps_max:g}"
     return f"eps={epsilon:.4g}\n-> {class_name(int(predicted))}"

@@ -48,6 +48,11 @@ ATTACK_COLUMN = "attack"
 """Column of a long search table naming the attack; a table without it holds FGSM rows."""
 
 
+def pgd_delta_key(kind: str) -> str:
+    """The signs file's array of the PGD witness perturbations of search kind ``kind``."""
+    return f"{PGD}_delta_{kind}"
+
+
 class Search(NamedTuple):
     """One search: an attack along the direction weighted by one search kind."""
 

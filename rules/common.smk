@@ -36,6 +36,8 @@ MODEL_JOB_SLOTS = 2 if runtime.gpu_visible() else 1
 SEARCH_KINDS = kinds.search_order(config["search"]["kinds"])
 GRADCAM_KINDS = kinds.kinds_from(SEARCH_KINDS, "gradcam")
 BOX_KINDS = kinds.kinds_from(SEARCH_KINDS, "box")
+# The kinds PGD searches too (search.pgd.kinds, a subset of search.kinds); none: PGD is off.
+PGD_KINDS = kinds.search_order(config["search"].get("pgd", {}).get("kinds", []))
 
 
 wildcard_constraints:

@@ -4,7 +4,7 @@ from robustmap import figure_registry
 
 # Named outputs of rule figures, one per file of robustmap.figure_registry (which also gives its
 # report category, subcategory, caption and label): <name>_png (in the report) and <name>_svg.
-FIGURES = figure_registry.figure_files(SEARCH_KINDS)
+FIGURES = figure_registry.figure_files(SEARCH_KINDS, PGD_KINDS)
 FIGURE_OUTPUTS = {
     f"{figure.name}_png": report(
         f"results/figures/{figure.name}.png",
@@ -100,6 +100,7 @@ rule figures:
     threads: 4
     params:
         searches=SEARCH_KINDS,
+        pgd_searches=PGD_KINDS,
         eps_max=config["search"]["eps_max"],
         min_class_images=config["report"]["min_class_images"],
     script:

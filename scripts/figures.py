@@ -14,6 +14,7 @@ builders = figures.figure_builders(
     tables.read_parquet(sm.input.robustness),
     tables.read_parquet(sm.input.localisation),
     searches=sm.params.searches,
+    pgd_searches=sm.params.pgd_searches,
     eps_max=sm.params.eps_max,
     min_class_images=sm.params.min_class_images,
 )

@@ -30,5 +30,6 @@ else:
         boxes=boxes,
         box_valid=box_valid,
         box_border=sm.params.box_border,
+        pgd_deltas=panels.select_pgd_deltas(signs, ids, epsilons["search"].unique()),
     )
 figures.save_figure(figure, sm.output.panel)

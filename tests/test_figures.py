@@ -13,6 +13,7 @@ from test_aggregate import synthetic_localisation, synthetic_study
 
 from robustmap import (
     aggregate,
+    classes,
     epsilon_table,
     figure_registry,
     figures,
@@ -20,9 +21,11 @@ from robustmap import (
     localisation_summary,
     panels,
     robustness,
+    schema,
     search,
     statistics,
 )
+from robustmap.schema import FGSM, PGD, Search, search_column
 
 SEARCHES = ["uniform", "object", "background"]
 
@@ -42,8 +45,10 @@ def study_tables():
     )
 
 
-def write_all(tables, folder, *, workers):
-    builders = figures.figure_builders(*tables, searches=SEARCHES, eps_max=1.0)
+def write_all(tables, folder, *, workers, pgd_searches=()):
+    builders = figures.figure_builders(
+        *tables, searches=SEARCHES, eps_max=1.0, pgd_searches=pgd_searches
+    )
     paths = {name: [folder / f"{name}.{fmt}" for fmt in figures.FORMATS] for name in builders}
     listing = figures.write_figures(builders, paths, workers=workers)
     assert list(listing) == list(builders)
@@ -57,10 +62,13 @@ def write_all(tables, folder, *, workers):
 
 
 def test_every_figure_is_written_and_stable(study_tables, tmp_path):
-    """Drawn in this process, then again by two worker processes: the same bytes."""
-    first = write_all(study_tables, tmp_path / "a", workers=1)
-    second = write_all(study_tables, tmp_path / "b", workers=2)
-    names = figure_registry.figure_names(SEARCHES)
+    """Drawn in this process, then again by two worker processes: the same bytes (PGD too)."""
+    tables = (with_pgd(study_tables[0]), *study_tables[1:4])
+    tables += (with_pgd_curves(study_tables[4]), study_tables[5])
+    first = write_all(tables, tmp_path / "a", workers=1, pgd_searches=["uniform"])
+    second = write_all(tables, tmp_path / "b", workers=2, pgd_searches=["uniform"])
+    names = figure_registry.figure_names(SEARCHES, pgd_searches=["uniform"])
+    assert names[-1] == "attack_scatter"
     assert sorted(p.name for p in first) == sorted(
         f"{n}.{f}" for n in names for f in ("png", "svg")
     )
@@ -92,9 +100,9 @@ def test_the_workflow_declares_for_the_report_exactly_the_figures_drawn(study_ta
 
 
 def test_every_registered_figure_has_a_caption_and_a_file_of_its_own():
-    files = figure_registry.figure_files(kinds.SEARCH_KINDS)
+    files = figure_registry.figure_files(kinds.SEARCH_KINDS, pgd_searches=["uniform"])
     names = [figure.name for figure in files]
-    assert len(set(names)) == len(names) == 3 * len(kinds.SEARCH_KINDS) + 8
+    assert len(set(names)) == len(names) == 3 * len(kinds.SEARCH_KINDS) + 9
     assert names[:4] == [
         "class_epsilon_uniform",
         "class_bulk_uniform",
@@ -245,3 +253,222 @@ def test_saved_bytes_are_hashable_and_format_checked(tmp_path, study_tables):
     assert len(hashlib.sha256(path.read_bytes()).hexdigest()) == 64
     with pytest.raises(ValueError, match="unsupported figure format"):
         figures.save_figure(figure, tmp_path / "accuracy.jpg")
+
+
+def test_the_attack_figure_is_registered_under_iterative_attack_only_when_pgd_runs():
+    without = figure_registry.figure_names(kinds.SEARCH_KINDS)
+    assert "attack_scatter" not in without
+    files = figure_registry.figure_files(kinds.SEARCH_KINDS, pgd_searches=["uniform"])
+    assert [figure.name for figure in files] == [*without, "attack_scatter"]
+    scatter = files[-1]
+    assert (scatter.kind.category, scatter.kind.subcategory, scatter.search) == (
+        "Iterative attack",
+        "FGSM vs PGD",
+        "all",
+    )
+    caption = (REPO / "report" / "attack_scatter.rst").read_text()
+    assert "upper bound" in caption and "attack_pair" in caption
+    builders = figures.figure_builders(
+        *[pd.DataFrame({"model": [], "search": []})] * 6, searches=["uniform"], eps_max=1.0
+    )
+    assert "attack_scatter" not in builders
+
+
+# ---- PGD beside FGSM: synthetic tables as the workflow writes them (contract of issue 24) ------
+
+
+def with_pgd(per_image: pd.DataFrame, kinds_: tuple[str, ...] = ("uniform",)) -> pd.DataFrame:
+    """``per_image`` with PGD columns: each image's FGSM epsilon divided by 1 to 5 (exactly 1
+    for every 7th image); a censored FGSM image flips under PGD at 0.5 for every 2nd image."""
+    table = per_image.copy()
+    rng = np.random.default_rng(1)
+    for kind in kinds_:
+        fgsm = table[search_column("epsilon", Search(FGSM, kind))].to_numpy(dtype=float)
+        ratio = rng.uniform(1.0, 5.0, len(table))
+        ratio[::7] = 1.0
+        pgd = fgsm / ratio
+        pgd[np.isinf(fgsm) & (np.arange(len(table)) % 2 == 0)] = 0.5
+        status = np.where(np.isinf(pgd), "not_flipped", "flipped").astype(object)
+        status[np.isnan(pgd)] = None
+        table[search_column("epsilon", Search(PGD, kind))] = pgd
+        table[search_column("status", Search(PGD, kind))] = status
+    return table
+
+
+def test_attack_scatter_plots_each_image_against_the_diagonal(study_tables, tmp_path):
+    table = with_pgd(study_tables[0])
+    figure = figures.attack_scatter_figure(table, kinds=["uniform"], eps_max=1.0)
+    assert len(figure.axes) == 2  # one panel per model
+    for ax, model in zip(figure.axes, ["m1", "m2"], strict=True):
+        assert (ax.get_xscale(), ax.get_yscale()) == ("log", "log")
+        (diagonal,) = [line for line in ax.get_lines() if line.get_label() == "y = x"]
+        data = diagonal.get_xydata()
+        np.testing.assert_array_equal(data[:, 0], data[:, 1])
+        rows = table[table["model"] == model]
+        x = rows["epsilon_uniform"].to_numpy(dtype=float)
+        y = rows["epsilon_pgd_uniform"].to_numpy(dtype=float)
+        both = ~(np.isnan(x) | np.isnan(y))
+        x, y = x[both], y[both]
+        finite = np.isfinite(x) & np.isfinite(y)
+        np.testing.assert_array_equal(
+            ax.collections[0].get_offsets(), np.column_stack([x[finite], y[finite]])
+        )
+        censored = ax.collections[1].get_offsets()
+        shown = ~np.isnan(np.asarray(censored, dtype=float)).any(axis=1)
+        expected = np.minimum(np.column_stack([x, y]), 1.5)[~finite]
+        np.testing.assert_array_equal(np.asarray(censored)[shown], expected)
+        assert np.isinf(x).sum() > 0 and (np.isinf(x) & np.isfinite(y)).sum() > 0
+        assert ax.get_title(loc="left") == (
+            f"{model} (n={x.size}, below y = x: {int((y < x).sum())})\n"
+            f"censored: FGSM {int(np.isinf(x).sum())}, PGD {int(np.isinf(y).sum())}"
+        )
+    path = figures.save_figure(figure, tmp_path / "a.png")
+    again = figures.attack_scatter_figure(table, kinds=["uniform"], eps_max=1.0)
+    assert figures.save_figure(again, tmp_path / "b.png").read_bytes() == path.read_bytes()
+
+
+def test_attack_scatter_says_when_a_model_has_no_pgd_epsilon(study_tables, tmp_path):
+    table = with_pgd(study_tables[0])
+    table.loc[table["model"] == "m2", "epsilon_pgd_uniform"] = np.nan
+    figure = figures.attack_scatter_figure(table, kinds=["uniform"], eps_max=1.0)
+    blank = figure.axes[1]
+    assert [text.get_text() for text in blank.texts] == ["m2: no PGD epsilon"]
+    assert not blank.axison and figure.axes[0].axison
+    nothing = figures.attack_scatter_figure(study_tables[0], kinds=["uniform"], eps_max=1.0)
+    assert [ax.texts[0].get_text() for ax in nothing.axes] == [
+        "m1: no PGD epsilon",
+        "m2: no PGD epsilon",
+    ]
+    builders = figures.figure_builders(
+        *study_tables, searches=SEARCHES, eps_max=1.0, pgd_searches=["uniform"]
+    )
+    assert list(builders)[-1] == "attack_scatter"
+    assert figures.save_figure(builders["attack_scatter"](), tmp_path / "s.png").stat().st_size
+
+
+def with_pgd_curves(robustness_table: pd.DataFrame) -> pd.DataFrame:
+    """The robustness table with the contract's ``attack`` column and PGD rows for uniform
+    (shares halved)."""
+    fgsm = robustness_table.copy()
+    fgsm.insert(fgsm.columns.get_loc("search"), "attack", FGSM)
+    pgd = fgsm[fgsm["search"] == "uniform"].assign(attack=PGD, search=Search(PGD, "uniform").name)
+    pgd[["share", "ci_low", "ci_high"]] = pgd[["share", "ci_low", "ci_high"]] / 2
+    return pd.concat([fgsm, pgd], ignore_index=True)
+
+
+def test_robustness_curves_draw_pgd_dashed_beside_fgsm(study_tables):
+    table = with_pgd_curves(study_tables[4])
+    figure = figures.robustness_figure(table)
+    assert [ax.get_title(loc="left") for ax in figure.axes] == [
+        f"{kind} search" for kind in kinds.SEARCH_KINDS
+    ]
+    for ax, kind in zip(figure.axes, kinds.SEARCH_KINDS, strict=True):
+        dashed = [line for line in ax.get_lines() if line.get_linestyle() == "--"]
+        solid = [line for line in ax.get_lines() if line.get_linestyle() == "-"]
+        assert [line.get_label() for line in solid] == ["m1", "m2"]
+        expected = ["m1, PGD (dashed)", "m2, PGD (dashed)"] if kind == "uniform" else []
+        assert [line.get_label() for line in dashed] == expected
+        for line in dashed:
+            model = line.get_label().split(",")[0]
+            rows = table[(table["search"] == "pgd_uniform") & (table["model"] == model)]
+            np.testing.assert_array_equal(line.get_xdata(), rows["epsilon"].to_numpy())
+            np.testing.assert_array_equal(line.get_ydata(), rows["share"].to_numpy())
+            (twin,) = [other for other in solid if other.get_label() == model]
+            assert twin.get_color() == line.get_color()
+        legend = [text.get_text() for text in ax.get_legend().get_texts()]
+        assert legend == [*(line.get_label() for line in ax.get_lines() if line in solid + dashed)]
+    fgsm_only = figures.robustness_figure(study_tables[4])
+    assert not [
+        line for ax in fgsm_only.axes for line in ax.get_lines() if line.get_linestyle() == "--"
+    ]
+
+
+def pgd_panel_inputs(tiny_classifier):
+    """A model's epsilon table with FGSM and PGD rows (the contract's ``attack`` column), the
+    chosen images in panel order, and a signs shard with the PGD witnesses of uniform."""
+    model, images, labels = tiny_classifier
+    ids = [f"img{k}" for k in range(4)]
+    rows = []
+    for kind in SEARCHES:
+        epsilon = [0.01, 0.02, np.inf, 0.3] if kind == "uniform" else [0.02, 0.04, 0.5, np.inf]
+        rows.append(pd.DataFrame({"image_id": ids, "attack": FGSM, "search": kind}))
+        rows[-1] = rows[-1].assign(epsilon=epsilon, status="flipped", adversarial_label=7)
+    pgd = pd.DataFrame(
+        {
+            "image_id": ids,
+            "attack": PGD,
+            "search": "uniform",
+            "epsilon": [0.005, 0.01, 0.5, np.nan],
+            "status": ["flipped", "flipped", "flipped", "zero_gradient"],
+            "adversarial_label": pd.array([9, 9, 11, None], dtype="Int64"),
+        }
+    )
+    epsilons = pd.concat([*rows, pgd], ignore_index=True)
+    chosen = epsilon_table.extreme_images(epsilons, count=2)
+    fgsm_only = epsilons[epsilons["attack"] == FGSM].drop(columns="attack")
+    pd.testing.assert_frame_equal(chosen, epsilon_table.extreme_images(fgsm_only, count=2))
+    order = [ids.index(i) for i in chosen["image_id"]]
+    rng = np.random.default_rng(0)
+    shard = {
+        "image_id": np.array(ids),
+        "fgsm_sign": search.fgsm_direction(model, images, labels).astype(np.int8),
+        schema.pgd_delta_key("uniform"): rng.uniform(-0.4, 0.4, images.shape).astype(np.float16),
+        "gradcam": rng.random((4, 8, 8)).astype(np.float32),
+        "saliency": rng.random((4, 8, 8)).astype(np.float32),
+    }
+    return epsilons, fgsm_only, chosen, order, shard
+
+
+def test_panel_has_a_pgd_column_when_the_signs_file_has_pgd_witnesses(tiny_classifier, tmp_path):
+    _, images, labels = tiny_classifier
+    epsilons, fgsm_only, chosen, order, shard = pgd_panel_inputs(tiny_classifier)
+    ids = chosen["image_id"].tolist()
+    assert schema.pgd_delta_key("uniform") == "pgd_delta_uniform"
+    deltas = panels.select_pgd_deltas([shard], ids, SEARCHES)
+    assert list(deltas) == ["uniform"] and deltas["uniform"].dtype == np.float16
+    without = {key: value for key, value in shard.items() if not key.startswith("pgd_")}
+    assert panels.select_pgd_deltas([without], ids, SEARCHES) == {}
+
+    def panel(table, pgd_deltas):
+        return panels.model_panel(
+            name="tiny",
+            chosen=chosen,
+            images=images[order],
+            labels=labels[order],
+            signs=panels.select_rows([shard], ids, ["fgsm_sign"])["fgsm_sign"],
+            heatmaps=panels.select_heatmaps([shard], ids),
+            epsilons=table,
+            object_mask="soft",
+            threshold="otsu",
+            eps_max=1.0,
+            pgd_deltas=pgd_deltas,
+        )
+
+    figure = panel(epsilons, deltas)
+    columns = 4 + 3 + 1
+    assert len(figure.axes) == 4 * columns
+    assert [ax.get_title() for ax in figure.axes[4:columns]] == [
+        "uniform search",
+        "uniform PGD",
+        "object search",
+        "background search",
+    ]
+    expected = np.clip(images[order] + shard["pgd_delta_uniform"][order].astype(np.float32), 0, 1)
+    captions = [
+        f"eps=0.005\n-> {classes.class_name(9)}",
+        f"eps=0.01\n-> {classes.class_name(9)}",
+        f"eps=0.5\n-> {classes.class_name(11)}",
+        "no epsilon (zero_gradient)",
+    ]
+    for row in range(4):
+        ax = figure.axes[row * columns + 5]
+        np.testing.assert_array_equal(ax.get_images()[0].get_array(), expected[row])
+        assert ax.get_xlabel() == captions[row]
+        fgsm = figure.axes[row * columns + 4].get_xlabel()
+        assert fgsm.endswith(classes.class_name(7)) or fgsm.startswith("not flipped")
+    figures.save_figure(figure, tmp_path / "pgd.png")
+    # PGD off (no witnesses): no PGD column, the FGSM-only panel byte for byte, PGD rows or not
+    plain = figures.save_figure(panel(fgsm_only, None), tmp_path / "plain.png").read_bytes()
+    off = panel(epsilons, panels.select_pgd_deltas([without], ids, SEARCHES))
+    assert len(off.axes) == 4 * (4 + 3)
+    assert figures.save_figure(off, tmp_path / "off.png").read_bytes() == plain
