@@ -117,6 +117,8 @@ def _litert() -> Callable:
         inputs, outputs = interpreter.get_input_details(), interpreter.get_output_details()
 
         def call(*arrays: np.ndarray) -> tuple[np.ndarray, ...]:
+            # In the interpreter's input order: one input for logits (several would need their
+            # names matched to the signature's).
             for detail, array in zip(inputs, arrays, strict=True):
                 interpreter.set_tensor(detail["index"], array)
             interpreter.invoke()
