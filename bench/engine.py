@@ -4,7 +4,10 @@ One run, one model (the embedded EfficientNet-Lite0), CPU. Printed:
 
 (a) forward rows/s of ``model_calls.compiled(...).logits`` on each engine at 224x224, batch 16
     (``--rows`` rows per timing, best of ``--repeats``); OpenVINO's conversion and compilation of
-    that call shape on a separate line;
+    that call shape on a separate line; each other engine's (and runtime's) logits against
+    TensorFlow's on the same rows: largest absolute difference, rows with the same argmax, and
+    whether a repeated call gives the same logits bit for bit; ``--runtimes`` adds runtimes that
+    are not engines (ONNX Runtime, LiteRT: ``bench/runtimes.py``, bench-only extras);
 (b) the workflow's search job on one shard (the embedded photos' views at the workflow's image
     size that the model gets right; uniform, object and background searched together as
     ``scripts/search.py`` does) on each engine: seconds (OpenVINO's with and without its
@@ -13,6 +16,7 @@ One run, one model (the embedded EfficientNet-Lite0), CPU. Printed:
 
     python bench/engine.py
     python bench/engine.py --repeats 3 --images 32
+    PYTHONPATH=.:/work/rtpkgs python bench/engine.py --runtimes onnxruntime litert --forward-only
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
+import runtimes  # noqa: E402  (bench/runtimes.py: imports a runtime's packages when asked)
 from PIL import Image  # noqa: E402
 
 from robustmap import embedded, heatmaps, measure, model_calls, models, search  # noqa: E402
@@ -37,7 +42,9 @@ KINDS = ("uniform", "object", "background")
 def main() -> None:
     args = parse_args()
     print(f"EfficientNet-Lite0, CPU, {os.cpu_count()} logical cores; best of {args.repeats}")
-    forward_rows_per_second(args.rows, args.repeats)
+    forward_rows_per_second(args.rows, args.repeats, args.runtimes)
+    if args.forward_only:
+        return
     images, labels = correct_views(args.size, args.images)
     search_job(images, labels, args.repeats)
 
@@ -48,6 +55,14 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--rows", type=int, default=64, help="(a): rows per timing")
     parser.add_argument("--size", type=int, default=64, help="(b): image size (the workflow's)")
     parser.add_argument("--images", type=int, default=48, help="(b): at most this many views")
+    parser.add_argument(
+        "--runtimes",
+        nargs="*",
+        default=[],
+        choices=runtimes.RUNTIMES,
+        help="(a): also these runtimes (bench extras, bench/README.md)",
+    )
+    parser.add_argument("--forward-only", action="store_true", help="(a) only, not (b)")
     return parser.parse_args()
 
 
@@ -58,16 +73,35 @@ def timed(function, *args):
     return result, time.perf_counter() - start
 
 
-def forward_rows_per_second(rows: int, repeats: int) -> None:
-    """(a): each engine's logits on a fresh model, its first call shape converted separately."""
+def forward_rows_per_second(rows: int, repeats: int, runtimes: list[str]) -> None:
+    """(a): each engine's and runtime's logits on a fresh model, its first call shape converted
+    separately, then compared with TensorFlow's (the first engine's)."""
     x = np.random.default_rng(0).uniform(0, 1, (rows, *ROWS_SHAPE)).astype(np.float32)
-    for engine in model_calls.ENGINES:
+    reference = None
+    for name in (*model_calls.ENGINES, *runtimes):
         model = models.load("efficientnet_lite0")  # fresh: nothing traced or converted yet
-        calls = model_calls.compiled(model, ROWS_SHAPE, BATCH, engine)
-        _, first = timed(calls.logits, x[:BATCH])  # traces (and converts, compiles) one shape
-        best = min(timed(calls.logits, x)[1] for _ in range(repeats))
-        print(f"(a) {engine}: {rows / best:.1f} rows/s ({ROWS_SHAPE[0]}px, batch {BATCH})")
-        print(f"    {engine}: first call of {BATCH} rows (trace, conversion) {first:.2f} s")
+        logits = forward_call(model, name)
+        _, first = timed(logits, x[:BATCH])  # traces (and converts, compiles) one shape
+        best = min(timed(logits, x)[1] for _ in range(repeats))
+        print(f"(a) {name}: {rows / best:.1f} rows/s ({ROWS_SHAPE[0]}px, batch {BATCH})")
+        print(f"    {name}: first call of {BATCH} rows (trace, conversion) {first:.2f} s")
+        result = logits(x)
+        if reference is None:
+            reference = result
+            continue
+        print(
+            f"    {name}: logits |diff| from {model_calls.TENSORFLOW} max "
+            f"{np.abs(result - reference).max():.2e}, same argmax "
+            f"{(result.argmax(1) == reference.argmax(1)).sum()}/{rows} rows, repeat bit for bit "
+            f"{np.array_equal(result, logits(x))}"
+        )
+
+
+def forward_call(model, name: str):
+    """The logits call of ``model`` on engine or runtime ``name`` at ROWS_SHAPE, BATCH rows."""
+    if name in model_calls.ENGINES:
+        return model_calls.compiled(model, ROWS_SHAPE, BATCH, name).logits
+    return runtimes.logits(model, ROWS_SHAPE, BATCH, name)
 
 
 def correct_views(size: int, count: int) -> tuple[np.ndarray, np.ndarray]:
