@@ -49,8 +49,9 @@ def per_image(
     Columns: ``model``; every label column; the prediction fields (``top1`` .. ``top5``,
     ``logit_margin``, ``correct``, ``in_top5``); for each search (:func:`robustmap.schema.
     wide_searches`; for FGSM ``epsilon_<kind>``, ``search_status_<kind>``,
-    ``adversarial_label_<kind>``, ``forward_passes_<kind>``, ``non_monotone_<kind>``, ...) its
-    fields (null where the image was not searched); for each heatmap kind and
+    ``adversarial_label_<kind>``, ``forward_passes_<kind>``, ``non_monotone_<kind>``, ...; for
+    PGD ``epsilon_pgd_<kind>``, ``epsilon_low_pgd_<kind>``, ``gradient_passes_pgd_<kind>``, ...)
+    its attack's fields (null where the image was not searched); for each heatmap kind and
     compactness score ``<heatmap>_<score>`` (e.g. ``gradcam_gini``), plus the saliency-vs-Grad-CAM
     agreement ``heatmap_spearman`` and ``heatmap_iou_top20``; with ``localisation_by_model``, each
     localisation score against the human box as ``loc_<heatmap>_<score>`` (e.g.
