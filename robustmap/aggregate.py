@@ -18,7 +18,9 @@ from robustmap.censored import epsilon_summary, median_ci
 from robustmap.epsilon_table import id_examples
 from robustmap.kinds import HEATMAP_KINDS, SEARCH_KINDS
 from robustmap.schema import (
+    ATTACK_COLUMN,
     CI_COLUMNS,
+    FGSM,
     LONG_EPSILON_COLUMNS,
     PER_CLASS_COLUMNS,
     PER_MODEL_COLUMNS,
@@ -47,8 +49,9 @@ def per_image(
     Columns: ``model``; every label column; the prediction fields (``top1`` .. ``top5``,
     ``logit_margin``, ``correct``, ``in_top5``); for each search (:func:`robustmap.schema.
     wide_searches`; for FGSM ``epsilon_<kind>``, ``search_status_<kind>``,
-    ``adversarial_label_<kind>``, ``forward_passes_<kind>``, ``non_monotone_<kind>``, ...) its
-    fields (null where the image was not searched); for each heatmap kind and
+    ``adversarial_label_<kind>``, ``forward_passes_<kind>``, ``non_monotone_<kind>``, ...; for
+    PGD ``epsilon_pgd_<kind>``, ``epsilon_low_pgd_<kind>``, ``gradient_passes_pgd_<kind>``, ...)
+    its attack's fields (null where the image was not searched); for each heatmap kind and
     compactness score ``<heatmap>_<score>`` (e.g. ``gradcam_gini``), plus the saliency-vs-Grad-CAM
     agreement ``heatmap_spearman`` and ``heatmap_iou_top20``; with ``localisation_by_model``, each
     localisation score against the human box as ``loc_<heatmap>_<score>`` (e.g.
@@ -87,7 +90,8 @@ def _prediction_columns(predictions: pd.DataFrame) -> pd.DataFrame:
 
 
 def long_epsilons(per_image_table: pd.DataFrame) -> pd.DataFrame:
-    """The per-image table's epsilons as one row per model, image and search kind searched.
+    """The per-image table's epsilons as one row per model, image and search searched (every
+    attack's: ``search`` is :attr:`robustmap.schema.Search.name`).
 
     Returns:
         model, image_id, imagenet_index, class_name, search, epsilon (float64, inf = censored).
@@ -121,7 +125,8 @@ def per_class(
     bootstrap: int = 2000,
     seed: int = 0,
 ) -> pd.DataFrame:
-    """Per class, model and search kind: censoring-aware epsilon summary, accuracy and rank.
+    """Per class, model and search (attack and kind): censoring-aware epsilon summary, accuracy
+    and rank.
 
     Args:
         per_image_table: from :func:`per_image`.
@@ -131,7 +136,7 @@ def per_class(
             row draws from its own generator keyed by model, search and class).
 
     Returns:
-        model, search, imagenet_index, class_name, images (label rows of the class the model
+        model, attack, search, imagenet_index, class_name, images (label rows of the class the model
         could be scored on), accuracy (clean top-1 over those), the columns of
         :func:`epsilon_summary`, ``median_ci_low`` and ``median_ci_high`` (percentile bootstrap
         95% CI of the censoring-aware median over the class's images; ``inf`` where the bound
@@ -163,6 +168,7 @@ def per_class(
     table = keys.merge(summary, on=["model", "search", "imagenet_index"], how="left")
     table = table.merge(accuracy, on=["model", "imagenet_index"], how="left")
     table = _fill_empty_groups(table)
+    table[ATTACK_COLUMN] = table["search"].map(_attacks())
     table["ranked"] = table["n"] >= min_class_images
     table["sensitivity_rank"] = _ranks(table, by=["model", "search"])
     table = table.sort_values(
@@ -174,14 +180,21 @@ def per_class(
 
 
 def _summarised(per_image_table: pd.DataFrame) -> list[str]:
-    """The searches of the summary tables: those in the table; all of them when no model got any
-    image right, so that the tables still show every model's (zero) accuracy instead of no row."""
-    found = searched(per_image_table, SEARCH_KINDS) or searches(SEARCH_KINDS)
+    """The searches of the summary tables: those in the table; every FGSM search when no model
+    got any image right, so that the tables still show every model's (zero) accuracy instead of
+    no row."""
+    found = searched(per_image_table, SEARCH_KINDS) or searches(SEARCH_KINDS, (FGSM,))
     return [search.name for search in found]
 
 
 def _search_ranks() -> dict[str, int]:
+    """The study order of the searches by name: FGSM's first (:func:`robustmap.schema.searches`)."""
     return {search.name: rank for rank, search in enumerate(searches(SEARCH_KINDS))}
+
+
+def _attacks() -> dict[str, str]:
+    """The attack of each search name."""
+    return {search.name: search.attack for search in searches(SEARCH_KINDS)}
 
 
 def _class_accuracy(per_image_table: pd.DataFrame) -> pd.DataFrame:
@@ -221,15 +234,16 @@ def _ranks(table: pd.DataFrame, *, by: list[str]) -> pd.Series:
 def per_model(
     per_image_table: pd.DataFrame, accuracy_by_model: Mapping[str, Mapping]
 ) -> pd.DataFrame:
-    """Per model and search kind: the censoring-aware epsilon summary plus clean accuracy.
+    """Per model and search (attack and kind): the censoring-aware epsilon summary plus clean
+    accuracy.
 
     Args:
         per_image_table: from :func:`per_image`.
         accuracy_by_model: each model's ``accuracy.json`` (images, scored, correct, top1, top5).
 
     Returns:
-        model, search, images, scored, top1, top5, then the columns of :func:`epsilon_summary`,
-        sorted by model and search kind.
+        model, attack, search, images, scored, top1, top5, then the columns of
+        :func:`epsilon_summary`, sorted by model and search (FGSM's first).
     """
     epsilons = long_epsilons(per_image_table)
     rows = []
@@ -239,5 +253,6 @@ def per_model(
         model_rows = epsilons[epsilons["model"] == model]
         for search in _summarised(per_image_table):
             values = model_rows.loc[model_rows["search"] == search, "epsilon"].to_numpy()
-            rows.append({"model": model, "search": search} | clean | epsilon_summary(values))
+            attack = {ATTACK_COLUMN: _attacks()[search], "search": search}
+            rows.append({"model": model} | attack | clean | epsilon_summary(values))
     return pd.DataFrame(rows, columns=list(PER_MODEL_COLUMNS))

@@ -40,6 +40,7 @@ def check_config(config: Mapping[str, Any], *, lock: str | Path | None = None) -
     ]
     problems += dataset_problems(config.get("dataset", {}), locked)
     problems += kind_problems(config.get("search", {}).get("kinds", []))
+    problems += pgd_problems(config.get("search", {}))
     if problems:
         raise ConfigError("config: " + "\n  ".join(problems))
 
@@ -51,6 +52,19 @@ def kind_problems(names: list[str]) -> list[str]:
     except ValueError as error:
         return [str(error)]
     return []
+
+
+def pgd_problems(search: Mapping[str, Any]) -> list[str]:
+    """PGD kinds that are not searched: PGD starts from a kind's FGSM epsilons, so it can only
+    search the kinds in ``search.kinds``."""
+    searched = list(search.get("kinds", []))
+    stray = [kind for kind in search.get("pgd", {}).get("kinds", []) if kind not in searched]
+    if not stray:
+        return []
+    return [
+        f"search.pgd.kinds: {', '.join(map(repr, stray))} not in search.kinds "
+        f"({', '.join(searched)}); PGD searches only kinds that FGSM searches"
+    ]
 
 
 def schema_problem(config: Mapping[str, Any], schema: Mapping[str, Any]) -> str:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -28,10 +28,12 @@ from robustmap import (
     kinds,
     localisation,
     model_calls,
+    pgd,
     search,
     shards,
 )
-from robustmap.schema import NO_BOX, SEARCH_COLUMNS
+from robustmap.scheduler import CleanPasses
+from robustmap.schema import ATTACK_COLUMN, FGSM, NO_BOX, PGD, SEARCH_COLUMNS, SEARCH_TABLE
 
 if TYPE_CHECKING:
     import keras
@@ -137,33 +139,27 @@ def search_tables(
     box_valid: np.ndarray | None = None,
     sign_out: np.ndarray | None = None,
     engine: str = "tensorflow",
+    pgd_settings: Mapping[str, object] | None = None,
+    delta_out: dict[str, np.ndarray] | None = None,
 ) -> dict[str, pd.DataFrame]:
-    """Minimal epsilon of every image of a shard for each search kind, logged per batch.
+    """Minimal epsilon of every image of a shard for each search kind and attack, logged per batch.
 
     ``weights`` maps each kind to its weights (``search_weights_by_kind``); the kinds share every
-    image's clean pass and fill the same model calls (``search.minimal_epsilons``). Images
-    whose ``box_valid`` is False get status ``no_box`` in the box kinds: a recorded row
-    with an undefined (nan) epsilon, never a missing row, and never a censored one.
-    ``sign_out`` receives every image's gradient sign, and ``engine`` runs the probes
-    (:func:`robustmap.search.minimal_epsilons`).
+    image's clean pass and fill the same model calls (``search.minimal_epsilons``). Then, for
+    the kinds of ``pgd_settings`` (the config's ``search.pgd``: kinds, steps, rel_tol; none:
+    FGSM only), PGD (:func:`robustmap.pgd.minimal_epsilons`) starts from each image's FGSM
+    epsilon of that kind and reuses FGSM's clean pass (no second clean gradient). Each kind's
+    table holds its FGSM rows, then its PGD rows (column ``attack``). Images whose ``box_valid``
+    is False get status ``no_box`` in the box kinds, under both attacks: a recorded row with an
+    undefined (nan) epsilon, never a missing row, and never a censored one.
+    ``sign_out`` receives every image's gradient sign, ``delta_out`` each PGD kind's witness
+    perturbations (:attr:`robustmap.pgd.PgdResult.delta`), and ``engine`` runs FGSM's probes
+    (:func:`robustmap.search.minimal_epsilons`; PGD's gradient calls stay in TensorFlow).
     """
-    started = time.perf_counter()
-    kinds = ", ".join(weights)
     engine = model_calls.resolve_engine(engine)
+    clean = CleanPasses(len(images))
     # "search: 0/" is what tests (and users' log greps) wait for: keep it at the start.
-    LOG.info(
-        "%s search: 0/%d (image, kind) pairs, probes on %s",
-        kinds,
-        len(weights) * len(images),
-        engine,
-    )
-
-    def report(done: int, total: int) -> None:
-        elapsed = max(time.perf_counter() - started, 1e-9)
-        LOG.info(
-            "%s search: %d/%d (image, kind) pairs (%.2f/s)", kinds, done, total, done / elapsed
-        )
-
+    report = _progress_log(", ".join(weights), len(weights) * len(images), f"probes on {engine}")
     results = search.minimal_epsilons(
         model,
         images,
@@ -175,29 +171,86 @@ def search_tables(
         progress=report,
         sign_out=sign_out,
         engine=engine,
+        clean_out=clean,
     )
-    return {
-        kind: _search_frame(kind, image_ids, result, box_valid) for kind, result in results.items()
+    frames = {
+        kind: [_search_frame(kind, image_ids, result, box_valid)]
+        for kind, result in results.items()
     }
+    pgd_kinds = [kind for kind in weights if kind in (pgd_settings or {}).get("kinds", ())]
+    if pgd_kinds and len(images):
+        found = pgd.minimal_epsilons(
+            model,
+            images,
+            labels,
+            weights={kind: weights[kind] for kind in pgd_kinds},
+            upper={kind: results[kind].epsilon for kind in pgd_kinds},
+            eps_max=eps_max,
+            steps=pgd_settings["steps"],
+            rel_tol=pgd_settings["rel_tol"],
+            batch_size=batch_size,
+            progress=_progress_log(
+                f"{', '.join(pgd_kinds)} {PGD}", len(pgd_kinds) * len(images), "gradients"
+            ),
+            clean=clean,
+        )
+        for kind, result in found.items():
+            frames[kind].append(_search_frame(kind, image_ids, result, box_valid))
+            if delta_out is not None:
+                delta_out[kind] = result.delta
+    return {kind: pd.concat(parts, ignore_index=True) for kind, parts in frames.items()}
+
+
+def _progress_log(what: str, total: int, note: str) -> Callable[[int, int], None]:
+    """Log "<what> search: 0/<total> (image, kind) pairs, <note>" now, and return the progress
+    callback that logs each later count with its rate."""
+    started = time.perf_counter()
+    LOG.info("%s search: 0/%d (image, kind) pairs, %s", what, total, note)
+
+    def report(done: int, total: int) -> None:
+        elapsed = max(time.perf_counter() - started, 1e-9)
+        LOG.info("%s search: %d/%d (image, kind) pairs (%.2f/s)", what, done, total, done / elapsed)
+
+    return report
+
+
+_ABSENT = {FGSM: ("epsilon_low", "gradient_passes"), PGD: ("forward_passes", "non_monotone")}
+"""The search-table fields each attack's rows leave null."""
+_NO_BOX_ROW = {
+    "epsilon": np.nan,
+    "epsilon_low": np.nan,
+    "adversarial_label": -1,
+    "forward_passes": 0,
+    "gradient_passes": 0,
+    "status": NO_BOX,
+    "non_monotone": False,
+}
+"""The fields of an image without a valid human box in a box kind (its attack's fields only)."""
 
 
 def _search_frame(
     kind: str,
     image_ids: np.ndarray,
-    result: search.SearchResult,
+    result: search.SearchResult | pgd.PgdResult,
     box_valid: np.ndarray | None = None,
 ) -> pd.DataFrame:
+    """One attack's rows of a kind's search table; the attack is the result's."""
+    attack = PGD if isinstance(result, pgd.PgdResult) else FGSM
     frame = result.to_frame()
     frame["adversarial_name"] = pd.Series(
         classes.names_of(frame["adversarial_label"]), dtype=object
     )
     frame.insert(0, "search", kind)
+    frame.insert(0, ATTACK_COLUMN, attack)
     frame.insert(0, "image_id", image_ids)
+    for field in _ABSENT[attack]:
+        frame[field] = pd.Series(index=frame.index, dtype=SEARCH_TABLE[field])  # all null
     if kinds.source_of(kind) == "box" and box_valid is not None:
         no_box = ~np.asarray(box_valid, dtype=bool)
-        frame.loc[no_box, ["epsilon", "adversarial_label", "forward_passes"]] = [np.nan, -1, 0]
-        frame.loc[no_box, ["status", "non_monotone"]] = [NO_BOX, False]
-    return frame[SEARCH_COLUMNS]
+        for field, value in _NO_BOX_ROW.items():
+            if field not in _ABSENT[attack]:
+                frame.loc[no_box, field] = value
+    return frame[SEARCH_COLUMNS].astype(SEARCH_TABLE)
 
 
 # The arrays of a shard without images: the empty table keeps the columns and dtypes of a full one.

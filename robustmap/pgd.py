@@ -40,11 +40,27 @@ of all images, stages and searches fill the same model calls. Radii are float32-
 image's points depend only on its own logits and gradients, so for models whose rows are computed
 independently of each other the epsilons do not depend on ``batch_size``. There is no randomness.
 
+Witness
+-------
+Each time a stage flips, the flipping point is kept: its perturbation delta = clip(x + d, 0, 1)
+- x (``PgdResult.delta``; the FGSM stage's point too). The reported epsilon is that witness's own
+weighted L-inf norm, max_i |delta_i| / w_i over the pixels with w_i > 0, rounded up to a float32
+and never above the stage radius hi (so never above ``upper``): the distance of an adversarial
+image actually found, as FMN and other minimal-norm attacks report it, not the box it was found
+in (clipping to [0, 1] and steps that stop short of the box can leave it below the radius).
+Where no point flipped when evaluated (the FGSM point of ``upper`` not flipping again), the
+delta is zeros and epsilon is hi.
+
 Statuses are :func:`robustmap.search.minimal_epsilons`'s: ``flipped`` (epsilon in (0, eps_max]
 or the FGSM epsilon), ``not_flipped`` (the stage at eps_max failed and there is no ``upper``;
 epsilon inf), ``zero_gradient`` (the FGSM direction is all zero; epsilon inf),
-``misclassified_at_start`` (epsilon nan). ``gradient_passes`` counts the clean pass and one per
-point evaluated.
+``misclassified_at_start`` (epsilon nan).
+
+``gradient_passes`` counts the clean pass and one per point evaluated, whether or not the clean
+pass was this search's own: given a recorded clean pass (``clean``: the FGSM search's, which the
+workflow's search job reuses), PGD makes no model call to admit an image, and the clean pass is
+counted in both attacks' passes, as each would cost alone (as ``forward_passes`` counts a clean
+pass that several kinds share). The model calls PGD itself made are ``gradient_passes - 1``.
 """
 
 from __future__ import annotations
@@ -57,7 +73,7 @@ import numpy as np
 import pandas as pd
 
 from robustmap import model_calls
-from robustmap.scheduler import DONE, Scheduler
+from robustmap.scheduler import DONE, CleanPasses, Scheduler
 from robustmap.schema import FLIPPED, MISCLASSIFIED_AT_START, NOT_FLIPPED, ZERO_GRADIENT
 from robustmap.search import (
     all_zero,
@@ -65,6 +81,7 @@ from robustmap.search import (
     as_float32_exact,
     batch_weights,
     checked_inputs,
+    float32_at_least,
     gradient_sign,
     perturb,
     weighted_directions,
@@ -89,7 +106,9 @@ class PgdResult:
     (0: none; nan where epsilon is nan or inf without a failing stage). adversarial_label:
     int64, argmax f at the flipping point (-1 where there is none, or where the only flipping
     point is FGSM's and it did not flip when evaluated again). status: str.
-    gradient_passes: int64, gradient calls spent on the image (clean pass included).
+    gradient_passes: int64, gradient calls spent on the image (clean pass included; module
+    docstring). delta: float32 [N, H, W, C], the witness perturbation (module docstring): the
+    adversarial image is clip(x + delta, 0, 1) = x + delta; zeros where there is none.
     """
 
     epsilon: np.ndarray
@@ -97,10 +116,12 @@ class PgdResult:
     adversarial_label: np.ndarray
     status: np.ndarray
     gradient_passes: np.ndarray
+    delta: np.ndarray
 
     def to_frame(self) -> pd.DataFrame:
-        """One row per image, columns named as the fields."""
-        return pd.DataFrame(asdict(self)).astype({"status": object})
+        """One row per image, columns named as the per-image fields (not ``delta``)."""
+        fields = {name: value for name, value in asdict(self).items() if name != "delta"}
+        return pd.DataFrame(fields).astype({"status": object})
 
 
 def minimal_epsilons(
@@ -115,6 +136,7 @@ def minimal_epsilons(
     rel_tol: float = 0.01,
     batch_size: int = 16,
     progress: Callable[[int, int], None] | None = None,
+    clean: CleanPasses | None = None,
 ) -> dict[str, PgdResult]:
     """Minimal PGD epsilon of each image and search (definition and attack: module docstring).
 
@@ -124,7 +146,9 @@ def minimal_epsilons(
     :class:`PgdResult`. ``upper`` maps a search to epsilons [N] known to flip along the FGSM
     direction (that search's FGSM result; inf or nan: none); a search without an entry starts
     from eps_max. Searches share each image's clean pass and fill the same model calls, whose
-    rows are ``batch_size``. ``progress(done, total)`` counts (image, search) pairs.
+    rows are ``batch_size``. ``progress(done, total)`` counts (image, search) pairs. ``clean``:
+    the images' clean pass as another attack of the same images and labels recorded it
+    (:func:`robustmap.search.minimal_epsilons`' ``clean_out``); admission then calls no model.
     """
     images, labels = checked_inputs(images, labels)
     if not weights:
@@ -138,7 +162,7 @@ def minimal_epsilons(
     attack = _PgdAttack(
         scheduler, list(weights.values()), np.concatenate(starts), eps_max, steps, rel_tol
     )
-    scheduler.run(attack, compiled, compiled.logits_and_margin_gradient)
+    scheduler.run(attack, compiled, compiled.logits_and_margin_gradient, clean)
     return dict(zip(weights, attack.results(), strict=True))
 
 
@@ -225,6 +249,8 @@ class _PgdAttack:
         n = len(scheduler.image)
         self.labels = scheduler.labels[scheduler.image]
         self.delta = np.zeros((n, *scheduler.images.shape[1:]), np.float32)
+        self.witness = np.zeros_like(self.delta)  # the last flipping point's clipped delta
+        self.has_witness = np.zeros(n, bool)
         self.brackets = _Brackets.empty(upper)
         self.epsilon = np.full(n, np.inf)
         self.adversarial_label = np.full(n, -1, np.int64)
@@ -265,6 +291,7 @@ class _PgdAttack:
             reach = np.abs(weighted, dtype=np.float64).reshape(len(row), -1).sum(axis=1)
             estimate = self.brackets.eps[row] + margin / reach
         self.adversarial_label[row[flipped]] = label[flipped]
+        self._keep_witness(row[flipped])
         self.brackets.stage_passes[row] += 1
         ended = flipped | (self.brackets.stage_passes[row] == self.steps)
         self.brackets.end_stage(row[ended], flipped[ended])
@@ -272,6 +299,13 @@ class _PgdAttack:
         keep = ~ended
         keep[ended] = going
         self._step(row[keep], gradient[keep], None if w is None else w[keep])
+
+    def _keep_witness(self, row: np.ndarray) -> None:
+        """The flipping points of ``row`` (their pending probes) as their witnesses: hi only
+        falls, so a row's last flipping point is the one of its smallest flipping radius."""
+        x = self.rows.images[self.rows.image[row]]
+        self.witness[row] = self.probe_inputs(row) - x
+        self.has_witness[row] = True
 
     def _next_stages(self, row: np.ndarray, estimate: np.ndarray) -> np.ndarray:
         """Finish the rows whose bracket is closed; give the others their next radius. Returns
@@ -320,7 +354,31 @@ class _PgdAttack:
 
     def results(self) -> list[PgdResult]:
         """One result per search, in the order of the weights."""
-        label = np.where(self.status == FLIPPED, self.adversarial_label, -1).astype(np.int64)
-        fields = (self.epsilon, self.brackets.lo, label, self.status.astype(str), self.rows.passes)
+        flipped = self.status == FLIPPED
+        label = np.where(flipped, self.adversarial_label, -1).astype(np.int64)
+        witnessed = flipped & self.has_witness
+        epsilon = self.epsilon.copy()
+        epsilon[witnessed] = np.minimum(epsilon[witnessed], self._witness_norm(witnessed))
+        delta = np.where(witnessed[:, None, None, None], self.witness, np.float32(0))
+        fields = (
+            epsilon,
+            self.brackets.lo,
+            label,
+            self.status.astype(str),
+            self.rows.passes,
+            delta,
+        )
         parts = [np.split(field, len(self.weights)) for field in fields]
         return [PgdResult(*(part[s] for part in parts)) for s in range(len(self.weights))]
+
+    def _witness_norm(self, mask: np.ndarray) -> np.ndarray:
+        """The weighted L-inf norm max_i |delta_i| / w_i (pixels with w_i > 0) of the witnesses of
+        the rows in ``mask``, rounded up to a float32 (module docstring)."""
+        row = np.flatnonzero(mask)
+        size = abs(self.witness[row]).astype(np.float64)
+        w = self._weights_of(row)
+        if w is not None:
+            with np.errstate(divide="ignore", invalid="ignore"):
+                size = np.where(w > 0, size / np.broadcast_to(w, size.shape), 0.0)
+        pixels = int(np.prod(self.witness.shape[1:]))
+        return float32_at_least(size.reshape(len(row), pixels).max(axis=1, initial=0.0))

@@ -7,7 +7,7 @@ import pandas as pd
 
 from robustmap.bootstrap import mean_ci, seeded_generator
 from robustmap.kinds import SEARCH_KINDS
-from robustmap.schema import NO_BOX, ROBUSTNESS_COLUMNS, search_column, searched
+from robustmap.schema import ATTACK_COLUMN, NO_BOX, ROBUSTNESS_COLUMNS, search_column, searched
 
 CUSTOMARY_STEPS = {"1/255": 1 / 255, "2/255": 2 / 255, "4/255": 4 / 255, "8/255": 8 / 255}
 ROBUSTNESS_GRID = (1e-4, 41)  # the curve's log grid: from 1e-4 to eps_max, this many points
@@ -19,8 +19,9 @@ def robustness(
     """Robustness curves: per model and search, the share of images that survive each step.
 
     An image *survives* a step s when the model classifies it correctly and its minimal epsilon
-    exceeds s: no FGSM step up to size s along the image's own (weighted) direction flips it.
-    This is not robustness to every perturbation of that size. Censored images (``inf``)
+    exceeds s: the search's attack (FGSM along the image's own weighted direction, or PGD in
+    the weighted box) found no flip up to size s. This is not robustness to every perturbation
+    of that size. Censored images (``inf``)
     survive every step up to ``eps_max``; misclassified images, and correct ones whose search
     found them misclassified at start, survive none. The denominator is every scoreable image,
     so at s -> 0 the curve starts at clean top-1 accuracy. Images whose box search could not
@@ -31,9 +32,9 @@ def robustness(
     :data:`ROBUSTNESS_GRID` points from 1e-4 to ``eps_max`` (``step`` null).
 
     Returns:
-        model, search, step, epsilon, customary, n (scoreable images), survivors, share,
-        ci_low, ci_high (percentile bootstrap 95% over images, seeded per model and search),
-        sorted by model, search and epsilon.
+        model, attack, search, step, epsilon, customary, n (scoreable images), survivors,
+        share, ci_low, ci_high (percentile bootstrap 95% over images, seeded per model and
+        search), sorted by model, search (FGSM's first) and epsilon.
     """
     steps = _robustness_steps(eps_max)
     found = searched(per_image_table, SEARCH_KINDS)
@@ -57,6 +58,7 @@ def robustness(
             rows.append(
                 steps.assign(
                     model=model,
+                    **{ATTACK_COLUMN: search.attack},
                     search=search.name,
                     n=len(survive),
                     survivors=survive.sum(axis=0),

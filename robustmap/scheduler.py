@@ -51,6 +51,30 @@ class Attack(Protocol):
     def record(self, row: np.ndarray, logits: np.ndarray, gradient: np.ndarray | None) -> None: ...
 
 
+class CleanPasses:
+    """Each image's clean pass (logits [N, K] and gradient sign [N, H, W, C]), recorded as one
+    attack admits its images and replayed to another attack of the same images and labels, so
+    the second spends no model call on admission (PGD after FGSM). The arrays are allocated at
+    the first record, when the logits' width is known."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+        self.logits: np.ndarray | None = None
+        self.sign: np.ndarray | None = None
+
+    def record(self, batch: np.ndarray, logits: np.ndarray, sign: np.ndarray) -> None:
+        if self.logits is None or self.sign is None:
+            self.logits = np.zeros((self.n, *logits.shape[1:]), np.float32)
+            self.sign = np.zeros((self.n, *sign.shape[1:]), np.int8)
+        self.logits[batch], self.sign[batch] = logits, sign
+
+    def __call__(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The recorded (logits, gradient sign as float32) of images ``batch``."""
+        if self.logits is None or self.sign is None:
+            raise ValueError("no clean pass was recorded")
+        return self.logits[batch], self.sign[batch].astype(np.float32)
+
+
 class Scheduler:
     """The rows of ``copies`` searches of ``images`` (float32 [N, H, W, C]) with true ``labels``
     (int [N]): their phases, their model passes (``passes``) and the loop of :meth:`run`.
@@ -86,19 +110,25 @@ class Scheduler:
         calls: ModelCalls,
         probe_gradient: Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
         | None = None,
+        clean: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]] | None = None,
     ) -> None:
         """Admit, probe and record until every row is DONE; each image's clean pass is one
-        gradient call for its ``batch_size`` images, shared by its rows. ``probe_gradient``
-        (default ``calls.logits_and_gradient``) is the call of probes that need a gradient, for
-        an attack whose probes follow another loss than its clean pass."""
+        gradient call for its ``batch_size`` images, shared by its rows, or, given ``clean``
+        (images -> their logits and clean gradient or its sign, e.g. a :class:`CleanPasses`),
+        no model call at all. ``probe_gradient`` (default ``calls.logits_and_gradient``) is the
+        call of probes that need a gradient, for an attack whose probes follow another loss than
+        its clean pass."""
         probe_gradient = probe_gradient or calls.logits_and_gradient
+        if clean is None:
+
+            def clean(batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+                return calls.logits_and_gradient(self.images[batch], self.labels[batch])
+
         admitted = 0
         while True:
             while len(self.pending()) < calls.rows and admitted < len(self.images):
                 batch = np.arange(admitted, min(admitted + self.batch_size, len(self.images)))
-                attack.admit(
-                    batch, *calls.logits_and_gradient(self.images[batch], self.labels[batch])
-                )
+                attack.admit(batch, *clean(batch))
                 admitted = batch[-1] + 1
             row = self.pending()
             if len(row) == 0:

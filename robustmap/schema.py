@@ -43,14 +43,10 @@ BOX_OK = "ok"
 FGSM = "fgsm"
 PGD = "pgd"
 ATTACKS: tuple[str, ...] = (FGSM, PGD)
-"""The attacks whose searches the tables hold; FGSM's wide names carry no attack."""
+"""The attacks whose searches the tables hold, in table order; FGSM's wide names carry no
+attack. FGSM is :mod:`robustmap.search`, PGD :mod:`robustmap.pgd` (started from FGSM's epsilon)."""
 ATTACK_COLUMN = "attack"
 """Column of a long search table naming the attack; a table without it holds FGSM rows."""
-
-
-def pgd_delta_key(kind: str) -> str:
-    """The signs file's array of the PGD witness perturbations of search kind ``kind``."""
-    return f"{PGD}_delta_{kind}"
 
 
 class Search(NamedTuple):
@@ -69,25 +65,43 @@ class Search(NamedTuple):
 
 SEARCH_TABLE: dict[str, object] = {
     "image_id": object,
+    ATTACK_COLUMN: object,
     "search": object,
     "epsilon": "float64",
+    "epsilon_low": "float64",
     "adversarial_label": "Int64",
     "adversarial_name": object,
     "forward_passes": "Int64",
+    "gradient_passes": "Int64",
     "status": object,
     "non_monotone": "boolean",
 }
-"""Columns and dtypes of a search table (``search/{kind}/{shard}`` and ``epsilons.parquet``)."""
+"""Columns and dtypes of a search table (``search/{kind}/{shard}`` and ``epsilons.parquet``): one
+row per image and (attack, kind), ``search`` the kind. Fields an attack does not have
+(:data:`ATTACK_FIELDS`) are null in its rows."""
 SEARCH_COLUMNS = list(SEARCH_TABLE)
-SEARCH_FIELDS = (
-    "epsilon",
-    "status",
-    "adversarial_label",
-    "adversarial_name",
-    "forward_passes",
-    "non_monotone",
-)
-"""The search table's fields in the per-image table, in their wide order (status beside epsilon)."""
+ATTACK_FIELDS: dict[str, tuple[str, ...]] = {
+    FGSM: (
+        "epsilon",
+        "status",
+        "adversarial_label",
+        "adversarial_name",
+        "forward_passes",
+        "non_monotone",
+    ),
+    PGD: (
+        "epsilon",
+        "status",
+        "epsilon_low",
+        "adversarial_label",
+        "adversarial_name",
+        "gradient_passes",
+    ),
+}
+"""Each attack's fields of the search table, in their wide order (status beside epsilon): the
+per-image table gives a search only its attack's fields."""
+SEARCH_FIELDS = tuple(dict.fromkeys(field for fields in ATTACK_FIELDS.values() for field in fields))
+"""Every field of the search table that the per-image table spreads, in wide order."""
 PREDICTION_FIELDS = (
     "top1",
     "top1_name",
@@ -135,6 +149,7 @@ SUMMARY_COLUMNS = (
 CI_COLUMNS = ("median_ci_low", "median_ci_high")
 PER_CLASS_COLUMNS = (
     "model",
+    ATTACK_COLUMN,
     "search",
     "imagenet_index",
     "class_name",
@@ -145,9 +160,19 @@ PER_CLASS_COLUMNS = (
     "ranked",
     "sensitivity_rank",
 )
-PER_MODEL_COLUMNS = ("model", "search", "images", "scored", "top1", "top5", *SUMMARY_COLUMNS)
+PER_MODEL_COLUMNS = (
+    "model",
+    ATTACK_COLUMN,
+    "search",
+    "images",
+    "scored",
+    "top1",
+    "top5",
+    *SUMMARY_COLUMNS,
+)
 ROBUSTNESS_COLUMNS = (
     "model",
+    ATTACK_COLUMN,
     "search",
     "step",
     "epsilon",
@@ -195,6 +220,13 @@ STATISTICS_COLUMNS = (
 STATISTICS_FLOATS = ("statistic", "p_value", "estimate", "ci_low", "ci_high", "p_holm", "q_bh")
 
 
+def pgd_delta_key(kind: str) -> str:
+    """The array of the search job's signs npz (``search/signs/{shard}.npz``, beside
+    ``image_id`` and ``fgsm_sign``) holding the PGD witness perturbation of search kind ``kind``:
+    float16 [N, H, W, C], the adversarial image is clip(x + delta, 0, 1); zeros where no flip."""
+    return f"{PGD}_delta_{kind}"
+
+
 def empty_search_table() -> pd.DataFrame:
     """A search table without rows: every column of :data:`SEARCH_TABLE`, with its dtype."""
     return pd.DataFrame({name: pd.Series(dtype=dtype) for name, dtype in SEARCH_TABLE.items()})
@@ -205,8 +237,10 @@ def empty_search_table() -> pd.DataFrame:
 _WIDE_FIELD = {"status": "search_status"}  # "status" alone would collide with the label status
 _WIDE_DTYPES = {
     "epsilon": "float64",
+    "epsilon_low": "float64",
     "adversarial_label": "Int64",
     "forward_passes": "Int64",
+    "gradient_passes": "Int64",
     "non_monotone": "boolean",
 }
 _AGREEMENT_PREFIX = "heatmap"
@@ -299,26 +333,31 @@ def wide_searches(
     epsilons: pd.DataFrame | None, kinds: Sequence[str], attacks: Iterable[str] = ATTACKS
 ) -> pd.DataFrame:
     """A long search table as one row per image, with the fields of every (attack, kind) search
-    as :func:`search_column` columns (null where an image has no result; every search gets its
-    columns, with or without results). Fields missing from the table are left out."""
+    (its attack's :data:`ATTACK_FIELDS`) as :func:`search_column` columns (null where an image has
+    no result; every search gets its columns, with or without results). Fields missing from the
+    table are left out."""
     epsilons = empty_search_table() if epsilons is None else epsilons
-    fields = [field for field in SEARCH_FIELDS if field in epsilons.columns]
     attack = epsilons[ATTACK_COLUMN] if ATTACK_COLUMN in epsilons else FGSM
     every = searches(kinds, attacks)
+    fields = {
+        search: [field for field in ATTACK_FIELDS[search.attack] if field in epsilons.columns]
+        for search in every
+    }
     wide = _spread(
         epsilons,
         (
             (
                 (attack == search.attack) & (epsilons["search"] == search.kind),
-                {field: search_column(field, search) for field in fields},
+                {field: search_column(field, search) for field in fields[search]},
             )
             for search in every
         ),
     )
     dtypes = {
-        search_column(field, search): dtype
+        search_column(field, search): _WIDE_DTYPES[field]
         for search in every
-        for field, dtype in _WIDE_DTYPES.items()
+        for field in fields[search]
+        if field in _WIDE_DTYPES
     }
     return wide.astype({name: dtype for name, dtype in dtypes.items() if name in wide})
 

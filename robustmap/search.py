@@ -98,7 +98,7 @@ import numpy as np
 import pandas as pd
 
 from robustmap import model_calls
-from robustmap.scheduler import DONE, Scheduler
+from robustmap.scheduler import DONE, CleanPasses, Scheduler
 from robustmap.schema import (
     ENGINE_DISAGREES,
     FLIPPED,
@@ -253,6 +253,7 @@ def minimal_epsilons(
     progress: Callable[[int, int], None] | None = None,
     sign_out: np.ndarray | None = None,
     engine: str = model_calls.TENSORFLOW,
+    clean_out: CleanPasses | None = None,
 ) -> dict[str, SearchResult]:
     """Several searches of the same images that differ only in their weights, run together.
 
@@ -272,7 +273,9 @@ def minimal_epsilons(
     exactly the direction that search perturbed along (no second gradient, which could differ
     in round-off where g is near zero). ``engine``: where the probes run, a name of
     :data:`robustmap.model_calls.ENGINES` or ``auto`` (:func:`robustmap.model_calls.resolve_engine`;
-    see "Engines" in the module docstring).
+    see "Engines" in the module docstring). ``clean_out`` records every image's clean pass
+    (TensorFlow's logits and gradient sign), for a later attack of the same images to reuse
+    (:func:`robustmap.pgd.minimal_epsilons`' ``clean``).
     """
     images, labels = checked_inputs(images, labels)
     if not weights:
@@ -287,7 +290,9 @@ def minimal_epsilons(
     scheduler = Scheduler(images, labels, len(weights), batch_size, progress)
     # TensorFlow's clean pass is already the engine's: no second evaluation of the clean image.
     engine_logits = None if engine == model_calls.TENSORFLOW else compiled.logits
-    attack = _FgsmAttack(scheduler, list(weights.values()), grid, tol, sign_out, engine_logits)
+    attack = _FgsmAttack(
+        scheduler, list(weights.values()), grid, tol, sign_out, engine_logits, clean_out
+    )
     scheduler.run(attack, compiled)
     return dict(zip(weights, attack.results(), strict=True))
 
@@ -459,10 +464,12 @@ class _FgsmAttack:
         tol: float,
         sign_out: np.ndarray | None,
         engine_logits: Callable[[np.ndarray], np.ndarray] | None = None,
+        clean_out: CleanPasses | None = None,
     ) -> None:
         self.rows, self.weights, self.grid, self.tol = scheduler, weights, grid, tol
         self.engine_logits = engine_logits
         self.sign_out = sign_out  # receives sign(g) of each admitted image
+        self.clean_out = clean_out  # receives the clean logits and sign(g) of each
         n = len(scheduler.image)
         self.labels = scheduler.labels[scheduler.image]  # the true label of each row
         self.direction = np.zeros((n, *scheduler.images.shape[1:]), np.float32)
@@ -477,6 +484,8 @@ class _FgsmAttack:
         sign = gradient_sign(gradient)  # once per image, shared by sign_out and every search
         if self.sign_out is not None:
             self.sign_out[batch] = sign
+        if self.clean_out is not None:
+            self.clean_out.record(batch, logits, sign)
         searches = len(self.weights)
         rows = self.rows.rows_of(batch)
         direction = self.direction[rows] = weighted_directions(sign, self.weights, batch)
@@ -663,6 +672,11 @@ def _float32_on_side(eps: np.ndarray, *, below: bool) -> np.ndarray:
     wrong = exact > eps if below else exact < eps
     rounded[wrong] = np.nextafter(rounded[wrong], np.float32(-np.inf if below else np.inf))
     return rounded.astype(np.float64)
+
+
+def float32_at_least(eps: np.ndarray) -> np.ndarray:
+    """The smallest float32 not below ``eps`` (rounded up), as float64."""
+    return _float32_on_side(np.asarray(eps, dtype=np.float64), below=False)
 
 
 def as_float32_exact(eps: np.ndarray) -> np.ndarray:

@@ -36,8 +36,8 @@ MODEL_JOB_SLOTS = 2 if runtime.gpu_visible() else 1
 SEARCH_KINDS = kinds.search_order(config["search"]["kinds"])
 GRADCAM_KINDS = kinds.kinds_from(SEARCH_KINDS, "gradcam")
 BOX_KINDS = kinds.kinds_from(SEARCH_KINDS, "box")
-# The kinds PGD searches too (search.pgd.kinds, a subset of search.kinds); none: PGD is off.
-PGD_KINDS = kinds.search_order(config["search"].get("pgd", {}).get("kinds", []))
+# The kinds PGD searches after FGSM (checks.pgd_problems: a subset of SEARCH_KINDS); [] is off.
+PGD_KINDS = kinds.search_order(config["search"]["pgd"]["kinds"])
 
 
 wildcard_constraints:
@@ -64,7 +64,8 @@ def dataset_recipe():
 
 def search_settings():
     """What the search jobs' results depend on; Grad-CAM kinds add the object-mask settings,
-    box kinds the box border, an engine other than TensorFlow the engine.
+    box kinds the box border, an engine other than TensorFlow the engine, PGD kinds the PGD
+    settings (left out with PGD off, so FGSM-only results stay up to date).
 
     One job runs all kinds of a shard (they share each image's clean pass), so editing the mask
     reruns the uniform search too; its results come out byte-identical.
@@ -79,6 +80,8 @@ def search_settings():
         )
     if BOX_KINDS:
         settings["box_border"] = config["search"]["box_border"]
+    if PGD_KINDS:
+        settings["pgd"] = dict(config["search"]["pgd"], kinds=PGD_KINDS)
     return canonical(settings)
 
 

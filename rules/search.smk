@@ -16,6 +16,7 @@ rule search:
     params:
         model=model_options,
         kinds=SEARCH_KINDS,
+        pgd_kinds=PGD_KINDS,
         settings=search_settings(),
         image_size=config["dataset"]["image_size"],
     script:

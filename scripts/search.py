@@ -1,8 +1,10 @@
-"""Rule search: minimal FGSM epsilon of every image of one shard, for every search kind."""
+"""Rule search: minimal FGSM epsilon of every image of one shard, for every search kind, then the
+minimal PGD epsilon for the PGD kinds (measure.search_tables)."""
 
 import numpy as np
 
 from robustmap import kinds, measure, models, runtime, shards, tables
+from robustmap.schema import pgd_delta_key
 
 sm = snakemake  # noqa: F821 - injected by Snakemake
 runtime.setup(sm.log[0])
@@ -30,6 +32,8 @@ weights = measure.search_weights_by_kind(
     shape=images.shape[1:3],
 )
 signs = np.zeros(images.shape, np.int8)
+deltas = {}
+pgd_settings = dict(options["pgd"], kinds=sm.params.pgd_kinds) if sm.params.pgd_kinds else None
 frames = measure.search_tables(
     model,
     image_ids,
@@ -42,8 +46,11 @@ frames = measure.search_tables(
     box_valid=box_valid,
     sign_out=signs,
     engine=options.get("engine", "tensorflow"),
+    pgd_settings=pgd_settings,
+    delta_out=deltas,
 )
 for kind, path in zip(sm.params.kinds, sm.output.tables, strict=True):
     tables.write_parquet(path, frames[kind])
 # The panels redraw the searched adversarial images from these, without the model.
-tables.write_npz(sm.output.signs, image_id=image_ids, fgsm_sign=signs)
+pgd_deltas = {pgd_delta_key(kind): delta.astype(np.float16) for kind, delta in deltas.items()}
+tables.write_npz(sm.output.signs, image_id=image_ids, fgsm_sign=signs, **pgd_deltas)

@@ -7,7 +7,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from robustmap import aggregate, censored, epsilon_table, kinds, localisation_summary, robustness
+from robustmap import (
+    aggregate,
+    censored,
+    epsilon_table,
+    kinds,
+    localisation_summary,
+    robustness,
+    schema,
+)
 
 INF = math.inf
 SCORES = ("gini", "entropy", "share_50", "share_90", "concentration_auc", "spread", "components")
@@ -102,7 +110,7 @@ def prediction_table(ids, correct, truth):
     )
 
 
-def search_rows(image_ids, kind, rng=None, epsilon=None):
+def search_rows(image_ids, kind, rng=None, epsilon=None, attack="fgsm"):
     if epsilon is None:
         epsilon = np.exp(rng.normal(-4, 1, len(image_ids)))
         epsilon[rng.random(len(image_ids)) < 0.15] = INF
@@ -110,6 +118,7 @@ def search_rows(image_ids, kind, rng=None, epsilon=None):
     return pd.DataFrame(
         {
             "image_id": list(image_ids),
+            "attack": attack,
             "search": kind,
             "epsilon": epsilon,
             "adversarial_label": np.where(np.isfinite(epsilon), 7, -1),
@@ -160,6 +169,35 @@ def test_merge_refuses_duplicates_and_strangers():
     stranger = [search_rows(["a", "b", "z"], "uniform", epsilon=[0.1, 0.2, 0.3])]
     with pytest.raises(ValueError, match=r"images in no shard: z"):
         epsilon_table.merge_searches(stranger, shards)
+
+
+def test_merge_checks_and_orders_each_attack_on_its_own():
+    ids = ["b", "a"]
+    pgd_rows = search_rows(["a", "b"], "uniform", epsilon=[0.05, 0.1], attack="pgd")
+    tables = [
+        pgd_rows,
+        search_rows(["a", "b"], "object", epsilon=[0.3, 0.4]),
+        search_rows(["b", "a"], "uniform", epsilon=[0.2, 0.1]),
+    ]
+    merged = epsilon_table.merge_searches(tables, shard_frame(ids))
+    assert merged[["attack", "search", "image_id"]].values.tolist() == [
+        ["fgsm", "uniform", "b"],
+        ["fgsm", "uniform", "a"],
+        ["fgsm", "object", "b"],
+        ["fgsm", "object", "a"],
+        ["pgd", "uniform", "b"],
+        ["pgd", "uniform", "a"],
+    ]
+    # FGSM uniform is complete; its PGD rows lack b: named as the PGD search's
+    with pytest.raises(ValueError, match=r"pgd search 'uniform' misses 1 images: b$"):
+        epsilon_table.merge_searches([pgd_rows.iloc[:1], *tables[1:]], shard_frame(ids))
+    with pytest.raises(ValueError, match=r"pgd search 'uniform' has several rows for 1 images"):
+        epsilon_table.merge_searches([pgd_rows, pgd_rows.iloc[:1], *tables[1:]], shard_frame(ids))
+    # the panels' images are FGSM's, never the same image twice
+    chosen = epsilon_table.extreme_images(merged, count=1)
+    assert chosen[["image_id", "epsilon"]].values.tolist() == [["a", 0.1], ["b", 0.2]]
+    pgd_chosen = epsilon_table.extreme_images(merged, count=1, attack="pgd")
+    assert pgd_chosen["epsilon"].tolist() == [0.05, 0.1]
 
 
 def test_merge_of_nothing():
@@ -344,6 +382,34 @@ def test_per_model_adds_clean_accuracy():
     uniform = epsilons["m1"].query("search == 'uniform'")["epsilon"]
     assert row["n"] == len(uniform) and row["n_censored"] == int(np.isinf(uniform).sum())
     assert row["median"] == censored.censored_quantile(uniform.to_numpy(), 0.5)
+
+
+def test_pgd_searches_get_their_own_summary_rows_after_fgsm():
+    labels, predictions, epsilons, compactness, accuracy = synthetic_study()
+    fgsm = epsilons["m1"].query("search == 'uniform'")
+    pgd_rows = fgsm.assign(attack="pgd", epsilon=fgsm["epsilon"] / 2)
+    epsilons = {**epsilons, "m1": pd.concat([epsilons["m1"], pgd_rows], ignore_index=True)}
+    table = aggregate.per_image(labels, predictions, epsilons, compactness)
+    summary = aggregate.per_model(table, accuracy)
+    assert list(summary.columns) == list(schema.PER_MODEL_COLUMNS)
+    assert summary[["model", "attack", "search"]].values.tolist() == [
+        *([m, "fgsm", k] for m in ("m1",) for k in kinds.SEARCH_KINDS),
+        ["m1", "pgd", "pgd_uniform"],
+        *([m, "fgsm", k] for m in ("m2",) for k in kinds.SEARCH_KINDS),
+        ["m2", "pgd", "pgd_uniform"],
+    ]
+    pgd_row = summary[(summary["model"] == "m1") & (summary["attack"] == "pgd")].iloc[0]
+    fgsm_row = summary[(summary["model"] == "m1") & (summary["search"] == "uniform")].iloc[0]
+    assert pgd_row["n"] == fgsm_row["n"] and pgd_row["median"] == fgsm_row["median"] / 2
+    classes = aggregate.per_class(table, bootstrap=20)
+    assert list(classes.columns) == list(schema.PER_CLASS_COLUMNS)
+    assert set(classes.loc[classes["attack"] == "pgd", "search"]) == {"pgd_uniform"}
+    for _, rows in classes.groupby("model"):
+        assert rows["attack"].tolist() == sorted(rows["attack"])  # FGSM's rows first
+    curves = robustness.robustness(table, eps_max=1.0, bootstrap=20)
+    assert list(curves.columns) == list(schema.ROBUSTNESS_COLUMNS)
+    assert curves.loc[curves["search"] == "pgd_uniform", "attack"].eq("pgd").all()
+    assert curves.loc[curves["search"] == "uniform", "attack"].eq("fgsm").all()
 
 
 def test_extreme_images_put_censored_among_the_most_robust():

@@ -4,7 +4,7 @@ import keras
 import numpy as np
 import pytest
 
-from robustmap import embedded, kinds, localisation, measure, search
+from robustmap import embedded, kinds, localisation, measure, schema, search
 
 SIZE = 8
 
@@ -113,14 +113,22 @@ def test_images_without_a_box_get_a_no_box_row_not_a_missing_or_censored_one():
         tol=1e-5,
         batch_size=4,
         box_valid=valid,
+        pgd_settings={"kinds": ["uniform", "box_object"], "steps": 5, "rel_tol": 0.01},
     )
     for kind in ("box_object", "box_background"):
-        frame = frames[kind].set_index("image_id")
+        frame = frames[kind][frames[kind]["attack"] == "fgsm"].set_index("image_id")
         assert frame.loc[["b", "d"], "status"].tolist() == ["no_box", "no_box"]
         assert frame.loc[["b", "d"], "epsilon"].isna().all()
         assert frame.loc[["b", "d"], "forward_passes"].tolist() == [0, 0]
         assert frame.loc[["a", "c"], "status"].isin(["flipped", "not_flipped"]).all()
     assert (frames["uniform"]["status"] != "no_box").all()
+    # PGD rows of a box kind: no_box too, with PGD's own fields
+    pgd_rows = frames["box_object"][frames["box_object"]["attack"] == "pgd"].set_index("image_id")
+    assert pgd_rows.loc[["b", "d"], "status"].tolist() == ["no_box", "no_box"]
+    assert pgd_rows.loc[["b", "d"], ["epsilon", "epsilon_low"]].isna().all().all()
+    assert pgd_rows.loc[["b", "d"], "gradient_passes"].tolist() == [0, 0]
+    assert pgd_rows["forward_passes"].isna().all() and pgd_rows["non_monotone"].isna().all()
+    assert "pgd" not in set(frames["box_background"]["attack"])
     with pytest.raises(ValueError, match="box_object search needs the human boxes"):
         measure.search_weights_by_kind(["box_object"], None, object_mask=None, threshold=None)
 
@@ -159,3 +167,36 @@ def test_embedded_views_carry_the_object_box_and_a_lost_object_has_none():
         47,
         63,
     )
+
+
+def test_the_search_job_runs_pgd_after_fgsm_and_never_above_it():
+    """Each PGD kind's table holds its FGSM rows, then its PGD rows, in image order; PGD's
+    epsilon is never above FGSM's of the same image and kind, and its witness is recorded."""
+    model = tiny_model()
+    images, labels = images_and_labels(model, n=6)
+    ids = np.array([f"i{n}" for n in range(6)])
+    deltas = {}
+    frames = measure.search_tables(
+        model,
+        ids,
+        images,
+        labels,
+        weights={"uniform": None},
+        eps_max=1.0,
+        tol=1e-5,
+        batch_size=4,
+        pgd_settings={"kinds": ["uniform"], "steps": 5, "rel_tol": 0.01},
+        delta_out=deltas,
+    )
+    table = frames["uniform"]
+    assert list(table.columns) == schema.SEARCH_COLUMNS
+    assert table["attack"].tolist() == ["fgsm"] * 6 + ["pgd"] * 6
+    assert table["image_id"].tolist() == [*ids, *ids] and set(table["search"]) == {"uniform"}
+    fgsm = table[table["attack"] == "fgsm"].set_index("image_id")
+    found = table[table["attack"] == "pgd"].set_index("image_id")
+    assert fgsm["epsilon_low"].isna().all() and fgsm["gradient_passes"].isna().all()
+    assert (found["status"] == "flipped").sum() >= 3
+    flipped = found["status"] == "flipped"
+    assert (found.loc[flipped, "epsilon"] <= fgsm.loc[flipped, "epsilon"]).all()
+    assert (found.loc[flipped, "gradient_passes"] >= 2).all()  # the clean pass and a point
+    assert deltas["uniform"].shape == images.shape and deltas["uniform"][flipped.to_numpy()].any()

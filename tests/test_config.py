@@ -67,6 +67,13 @@ def test_study_preset_plans_only_its_model(tmp_path):
             "background, box_object, box_background",
         ),
         (
+            lambda c: c["search"].update(
+                kinds=["uniform", "object"], pgd={"kinds": ["box_object"]}
+            ),
+            "config: search.pgd.kinds: 'box_object' not in search.kinds (uniform, object); PGD "
+            "searches only kinds that FGSM searches",
+        ),
+        (
             lambda c: c["models"].update(mine={"zoo": "mobilenetv2"}),
             "config: models.mine.zoo: 'mobilenetv2' is not a zoo model (did you mean "
             "'mobilenet_v2'?); zoo names: efficientnet_b0, efficientnet_lite0, efficientnet_lite1,"

@@ -12,7 +12,7 @@ from test_search import (
     row_independent_problem,
 )
 
-from robustmap import pgd, search
+from robustmap import model_calls, pgd, scheduler, search
 
 ROUND_OFF = 1e-4  # relative: float32 logits and box bounds move a flip boundary by ~1e-5
 
@@ -167,3 +167,67 @@ def test_the_adversarial_point_flips_at_the_reported_epsilon():
     corner = np.sign(weight.T[target] - weight.T[y]) * result.epsilon[flipped][:, None]
     logits = np.clip(x + corner, 0, 1) @ weight + bias
     assert np.all(logits.argmax(axis=1) != y)
+
+
+@pytest.mark.parametrize("weighted", [False, True], ids=["uniform", "weighted"])
+def test_the_witness_flips_and_its_weighted_norm_is_the_epsilon(weighted):
+    """delta is an adversarial perturbation of the reported size: x + delta is in [0, 1], flips,
+    and its weighted L-inf norm rounded up to a float32 is the epsilon, unless that is above the
+    stage radius (float32 round-off of x + delta - x); never above FGSM's."""
+    model, weight, bias, images, labels = random_linear_problem(9, n=12)
+    weights = np.random.default_rng(9).uniform(0.0, 1.0, images.shape[:3]) if weighted else None
+    fgsm, result = run_with_fgsm_upper(model, images, labels, weights, batch_size=4)
+    flipped = result.status == search.FLIPPED
+    assert flipped.sum() >= 6 and result.delta.dtype == np.float32
+    assert result.delta.shape == images.shape and not result.delta[~flipped].any()
+    adversarial = images[flipped] + result.delta[flipped]
+    assert adversarial.min() >= 0.0 and adversarial.max() <= 1.0
+    # the model's own float32 logits: a witness lies within round-off of the boundary
+    predicted = model.predict(adversarial, verbose=0).argmax(axis=1)
+    assert np.array_equal(predicted, result.adversarial_label[flipped])
+    w = np.ones(images.shape) if weights is None else np.repeat(weights[..., None], 3, axis=3)
+    norm = (np.abs(result.delta[flipped]) / w[flipped]).reshape(flipped.sum(), -1).max(axis=1)
+    # the norm rounded up, or the stage radius where x + delta - x rounded past it (by up to an
+    # ulp of x over w_i: more where weights are small)
+    assert np.all(result.epsilon[flipped] <= search.float32_at_least(norm))
+    np.testing.assert_allclose(result.epsilon[flipped], norm, rtol=ROUND_OFF)
+    assert np.all(result.epsilon <= fgsm.epsilon)
+
+
+def test_a_recorded_clean_pass_admits_without_a_model_call(monkeypatch):
+    """Given FGSM's recorded clean pass, PGD spends no gradient call on admission, and finds
+    exactly what it finds with its own clean pass."""
+    model, _, _, images, labels = random_linear_problem(10, n=9)
+    weights = {"u": None, "w": np.random.default_rng(10).uniform(0, 1, images.shape[:3])}
+    clean = scheduler.CleanPasses(len(images))
+    fgsm = search.minimal_epsilons(
+        model, images, labels, weights=weights, eps_max=EPS_MAX, batch_size=4, clean_out=clean
+    )
+    upper = {name: result.epsilon for name, result in fgsm.items()}
+    own = pgd.minimal_epsilons(
+        model, images, labels, weights=weights, upper=upper, eps_max=EPS_MAX, batch_size=4
+    )
+    calls = []
+    real = model_calls.CompiledCalls.logits_and_gradient
+
+    def counted(self, x, y):
+        calls.append(len(x))
+        return real(self, x, y)
+
+    monkeypatch.setattr(model_calls.CompiledCalls, "logits_and_gradient", counted)
+    reused = pgd.minimal_epsilons(
+        model,
+        images,
+        labels,
+        weights=weights,
+        upper=upper,
+        eps_max=EPS_MAX,
+        batch_size=4,
+        clean=clean,
+    )
+    assert calls == []
+    for name in weights:
+        for field in ("epsilon", "epsilon_low", "adversarial_label", "status", "gradient_passes"):
+            assert np.array_equal(getattr(reused[name], field), getattr(own[name], field)), field
+        assert np.array_equal(reused[name].delta, own[name].delta)
+    assert np.sum(reused["u"].status == search.FLIPPED) >= 5

@@ -24,10 +24,12 @@ def long_rows(search: Search, ids, epsilon) -> pd.DataFrame:
             "adversarial_label": pd.array(np.where(np.isfinite(epsilon), 3, -1), "Int64"),
             "adversarial_name": np.where(np.isfinite(epsilon), "tabby", None),
             "forward_passes": pd.array([12] * len(ids), "Int64"),
+            "gradient_passes": pd.array([7] * len(ids), "Int64"),
+            "epsilon_low": epsilon / 2,
             "status": np.where(np.isfinite(epsilon), schema.FLIPPED, schema.NOT_FLIPPED),
             "non_monotone": pd.array([False] * len(ids), "boolean"),
         }
-    )
+    )[schema.SEARCH_COLUMNS]
 
 
 def test_fgsm_keeps_the_names_of_the_tables_and_another_attack_adds_its_own():
@@ -53,12 +55,23 @@ def test_wide_columns_read_back_the_long_rows_of_every_attack_and_kind():
         ],
         ignore_index=True,
     )
-    wide = schema.wide_searches(epsilons, KINDS, attacks=(FGSM, "pgd")).set_index("image_id")
+    wide = schema.wide_searches(epsilons, KINDS).set_index("image_id")
     for (attack, kind), rows in epsilons.groupby(["attack", "search"]):
         rows = rows.set_index("image_id")
-        for field in schema.SEARCH_FIELDS:
+        for field in schema.ATTACK_FIELDS[attack]:
             column = schema.search_column(field, Search(attack, kind))
             assert wide.loc[rows.index, column].tolist() == rows[field].tolist(), column
+    # each attack gets only its own fields
+    assert "forward_passes_pgd_uniform" not in wide and "epsilon_low_uniform" not in wide
+    assert [c for c in wide.columns if c.endswith("_pgd_uniform")] == [
+        "epsilon_pgd_uniform",
+        "search_status_pgd_uniform",
+        "epsilon_low_pgd_uniform",
+        "adversarial_label_pgd_uniform",
+        "adversarial_name_pgd_uniform",
+        "gradient_passes_pgd_uniform",
+    ]
+    assert wide["gradient_passes_pgd_uniform"].dtype == "Int64"
     # every search gets its columns; an image without a result has nulls there
     assert wide["epsilon_background"].isna().all()
     assert wide.loc["c", ["epsilon_pgd_uniform", "search_status_pgd_uniform"]].isna().all()
@@ -101,19 +114,37 @@ def test_the_wide_view_of_no_results_has_every_column_and_dtype():
     for empty in (None, schema.empty_search_table()):
         wide = schema.wide_searches(empty, KINDS)
         assert len(wide) == 0
-        assert len(wide.columns) == 1 + len(KINDS) * len(schema.SEARCH_FIELDS)
+        fields = sum(len(schema.ATTACK_FIELDS[attack]) for attack in schema.ATTACKS)
+        assert len(wide.columns) == 1 + len(KINDS) * fields
         for kind in KINDS:
             column = {
                 field: schema.search_column(field, Search(FGSM, kind))
-                for field in schema.SEARCH_FIELDS
+                for field in schema.ATTACK_FIELDS[FGSM]
             }
+            assert wide[schema.search_column("epsilon_low", Search("pgd", kind))].dtype == float
             assert wide[column["epsilon"]].dtype == "float64"
             assert wide[column["adversarial_label"]].dtype == "Int64"
             assert wide[column["forward_passes"]].dtype == "Int64"
             assert wide[column["non_monotone"]].dtype == "boolean"
             assert wide[column["status"]].dtype == object
     table = schema.empty_search_table()
-    assert list(table.columns) == schema.SEARCH_COLUMNS
+    assert (
+        list(table.columns)
+        == schema.SEARCH_COLUMNS
+        == [
+            "image_id",
+            "attack",
+            "search",
+            "epsilon",
+            "epsilon_low",
+            "adversarial_label",
+            "adversarial_name",
+            "forward_passes",
+            "gradient_passes",
+            "status",
+            "non_monotone",
+        ]
+    )
     assert {name: str(table[name].dtype) for name in table} == {
         name: str(pd.Series(dtype=dtype).dtype) for name, dtype in schema.SEARCH_TABLE.items()
     }

@@ -27,10 +27,11 @@ from conftest import (
     snakemake_command,
 )
 
-from robustmap import kinds, runtime
+from robustmap import kinds, runtime, schema
 
 MODELS = ("lite0", "lite0_fine")
 KINDS = kinds.SEARCH_KINDS  # the default config runs every kind of the vocabulary
+PGD_KINDS = ("uniform",)  # and PGD on the uniform one
 
 
 def test_every_image_has_a_prediction_and_every_correct_one_every_search(workflow_run):
@@ -41,12 +42,22 @@ def test_every_image_has_a_prediction_and_every_correct_one_every_search(workflo
         correct = set(predictions.loc[predictions["correct"].fillna(False), "image_id"])
         assert len(correct) >= 16
         epsilons = pd.read_parquet(workflow_run / f"results/{model}/epsilons.parquet")
-        assert len(epsilons) == len(KINDS) * len(correct)
-        for kind in KINDS:
-            searched = epsilons[epsilons["search"] == kind]
+        assert list(epsilons.columns) == schema.SEARCH_COLUMNS
+        assert len(epsilons) == (len(KINDS) + len(PGD_KINDS)) * len(correct)
+        searches = [("fgsm", kind) for kind in KINDS] + [("pgd", kind) for kind in PGD_KINDS]
+        rows = epsilons.groupby(["attack", "search"], sort=False).size()
+        assert rows.index.tolist() == searches  # in table order: FGSM's kinds, then PGD's
+        for attack, kind in searches:
+            searched = epsilons[(epsilons["attack"] == attack) & (epsilons["search"] == kind)]
             assert set(searched["image_id"]) == correct
         flipped = epsilons[epsilons["status"] == "flipped"]
         assert np.isfinite(flipped["epsilon"]).all() and (flipped["epsilon"] > 0).all()
+        by_image = epsilons[epsilons["search"] == "uniform"].pivot(
+            index="image_id", columns="attack", values="epsilon"
+        )
+        assert (by_image["pgd"] <= by_image["fgsm"]).all()  # PGD starts from FGSM's epsilon
+        signs = np.load(workflow_run / f"results/{model}/search/signs/000.npz")
+        assert signs[schema.pgd_delta_key("uniform")].dtype == np.float16
         compactness = pd.read_parquet(workflow_run / f"results/{model}/compactness.parquet")
         assert len(compactness) == 2 * len(correct)
         located = pd.read_parquet(workflow_run / f"results/{model}/localisation.parquet")

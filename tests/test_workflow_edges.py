@@ -17,11 +17,14 @@ from robustmap import kinds
 
 SEARCH_COLUMNS = [
     "image_id",
+    "attack",
     "search",
     "epsilon",
+    "epsilon_low",
     "adversarial_label",
     "adversarial_name",
     "forward_passes",
+    "gradient_passes",
     "status",
     "non_monotone",
 ]
