@@ -94,8 +94,13 @@ def test_the_workflow_declares_for_the_report_exactly_the_figures_drawn(study_ta
     pngs = [Path(path).stem for path in outputs if path.endswith(".png")]
     svgs = [Path(path).stem for path in outputs if path.endswith(".svg")]
     searches = kinds.search_order(config["search"]["kinds"])
-    builders = figures.figure_builders(*study_tables, searches=searches, eps_max=1.0)
+    pgd = config["search"]["pgd"]["kinds"]
+    assert pgd == ["uniform"]  # the default: PGD on, so the iterative-attack figure is declared
+    builders = figures.figure_builders(
+        *study_tables, searches=searches, eps_max=1.0, pgd_searches=pgd
+    )
     assert pngs == svgs == list(builders)
+    assert "attack_scatter" in builders
     assert "class_bulk_box_object" in builders and "class_bulk_object" not in builders
 
 
@@ -347,10 +352,8 @@ def test_attack_scatter_says_when_a_model_has_no_pgd_epsilon(study_tables, tmp_p
 
 
 def with_pgd_curves(robustness_table: pd.DataFrame) -> pd.DataFrame:
-    """The robustness table with the contract's ``attack`` column and PGD rows for uniform
-    (shares halved)."""
-    fgsm = robustness_table.copy()
-    fgsm.insert(fgsm.columns.get_loc("search"), "attack", FGSM)
+    """The robustness table's FGSM rows and PGD rows for uniform (their shares halved)."""
+    fgsm = robustness_table[robustness_table["attack"] == FGSM].copy()
     pgd = fgsm[fgsm["search"] == "uniform"].assign(attack=PGD, search=Search(PGD, "uniform").name)
     pgd[["share", "ci_low", "ci_high"]] = pgd[["share", "ci_low", "ci_high"]] / 2
     return pd.concat([fgsm, pgd], ignore_index=True)
