@@ -2,12 +2,10 @@
 extremes."""
 
 from robustmap import epsilon_table, figures, panels, runtime, shards, tables
-from robustmap.schema import ATTACK_COLUMN, FGSM
 
 sm = snakemake  # noqa: F821 - injected by Snakemake
 runtime.setup(sm.log[0], tensorflow=False)
 epsilons = tables.read_parquet(sm.input.epsilons)
-epsilons = epsilons[epsilons[ATTACK_COLUMN] == FGSM]  # the panels draw FGSM's images
 chosen = epsilon_table.extreme_images(epsilons, count=sm.params.panel_images)
 ids = chosen["image_id"].tolist()
 if chosen.empty:  # a model with no correct image still gets its (explaining) panel
