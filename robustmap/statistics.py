@@ -202,7 +202,9 @@ def class_rank_agreements(
     under both attacks (epsilon defined under both), as the per-class table ranks classes; its
     two medians are taken over those same images and follow the censoring rule of
     :mod:`robustmap.censored` (a censored median is ``inf`` and ranks above every finite one,
-    censored medians tie). p-value: ``scipy.stats.spearmanr`` of the medians' ranks. The CI
+    censored medians tie). p-value: exact, from every pairing of the medians' ranks, for up to
+    :data:`EXACT_RANK_CLASSES` classes (the t approximation says p = 0 for rho = 1 on 3
+    classes, where the exact two-sided p is 1/3); ``scipy.stats.spearmanr``'s beyond. The CI
     resamples images within each class (stratified) and recomputes both medians and rho, since
     that keeps the set of ranked classes fixed and carries each median's own uncertainty, which
     resampling whole classes would ignore. Fewer than 3 ranked classes: a row with n and a note.
@@ -254,8 +256,7 @@ def _class_rank_agreement(
         row["note"] += "; every class has the same median under one attack, no correlation"
         return row
     rho = float(_rank_correlations(medians[np.newaxis])[0])  # the resamples' formula
-    ranks = scipy.stats.rankdata(medians, axis=0)
-    p_value = float(scipy.stats.spearmanr(ranks[:, 0], ranks[:, 1]).pvalue)
+    p_value = _rank_agreement_p(scipy.stats.rankdata(medians, axis=0))
     rng = seeded_generator(seed, key)
     median = partial(censored_quantiles, q=0.5)
     resampled_medians = np.stack(
@@ -264,6 +265,25 @@ def _class_rank_agreement(
     low, high = percentile_interval(_rank_correlations(resampled_medians))
     row.update(statistic=rho, p_value=p_value, estimate=rho, ci_low=low, ci_high=high)
     return row
+
+
+EXACT_RANK_CLASSES = 8
+"""Up to this many ranked classes (8! = 40,320 pairings), class_rank_agreement's p is exact."""
+
+
+def _rank_agreement_p(ranks: np.ndarray) -> float:
+    """Two-sided p of Spearman's rho between the two rank columns of ``ranks`` [k, 2]: the share
+    of all k! pairings whose |rho| reaches the observed one (exact), or spearmanr's beyond
+    :data:`EXACT_RANK_CLASSES`."""
+    k = len(ranks)
+    if k > EXACT_RANK_CLASSES:
+        return float(scipy.stats.spearmanr(ranks[:, 0], ranks[:, 1]).pvalue)
+    centred = ranks - ranks.mean(axis=0)
+    scale = np.sqrt(np.sum(centred**2, axis=0).prod())
+    pairings = np.array(list(itertools.permutations(range(k))))
+    rhos = centred[pairings, 1] @ centred[:, 0] / scale  # every pairing of column 1 with 0
+    observed = centred[:, 0] @ centred[:, 1] / scale
+    return float(np.mean(np.abs(rhos) >= abs(observed) - 1e-12))
 
 
 def _rank_correlations(values: np.ndarray) -> np.ndarray:

@@ -348,8 +348,8 @@ def test_identical_class_orders_agree_at_one():
     )
     # classes never overlap, so every resample keeps both orders: a point CI
     assert (row["estimate"], row["ci_low"], row["ci_high"]) == (1.0, 1.0, 1.0)
-    expected = scipy.stats.spearmanr(np.arange(5), np.arange(5))
-    assert row["p_value"] == expected.pvalue
+    # exact: 2 of the 5! pairings reach |rho| = 1 (the t approximation would say p = 0)
+    assert row["p_value"] == pytest.approx(2 / 120, rel=1e-12)
 
 
 def test_reversed_class_orders_agree_at_minus_one():
@@ -360,14 +360,21 @@ def test_reversed_class_orders_agree_at_minus_one():
 
 def test_rank_agreement_matches_spearman_of_the_class_medians():
     rng = np.random.default_rng(5)
-    classes = np.repeat(np.arange(8), 7)
+    classes = np.repeat(np.arange(6), 7)
     fgsm = np.exp(rng.normal(-4, 1, classes.size))
     pgd = fgsm / np.exp(np.abs(rng.normal(0.5, 0.5, classes.size)))
     row = agreement(fgsm, pgd, classes)
     medians = pd.DataFrame({"c": classes, "f": fgsm, "p": pgd}).groupby("c").median()
     expected = scipy.stats.spearmanr(medians["f"], medians["p"])
     assert row["estimate"] == pytest.approx(expected.statistic, abs=1e-15)
-    assert row["p_value"] == pytest.approx(expected.pvalue, rel=1e-12)
+    exact = scipy.stats.permutation_test(  # 6 classes: every pairing, scipy as the oracle
+        (medians["f"].to_numpy(), medians["p"].to_numpy()),
+        lambda x, y: scipy.stats.spearmanr(x, y).statistic,
+        permutation_type="pairings",
+        n_resamples=np.inf,
+        vectorized=False,
+    )
+    assert row["p_value"] == pytest.approx(exact.pvalue, rel=1e-9)
     assert row["ci_low"] <= row["estimate"] <= row["ci_high"]
 
 
