@@ -26,6 +26,8 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from robustmap import models, pgd, shards, tables  # noqa: E402
+from robustmap.epsilon_table import attack_rows  # noqa: E402
+from robustmap.schema import FGSM  # noqa: E402
 
 if not hasattr(np, "find_common_type"):
     # eagerpy 0.30.0 (Foolbox's tensor layer, unmaintained) calls this NumPy 1 function, removed
@@ -97,7 +99,7 @@ def default_run_images(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The first ``count`` images the run's FGSM uniform search flipped: images, labels and
     their FGSM epsilons."""
-    epsilons = tables.read_parquet(results / MODEL / "epsilons.parquet")
+    epsilons = attack_rows(tables.read_parquet(results / MODEL / "epsilons.parquet"), FGSM)
     flipped = epsilons[(epsilons["search"] == "uniform") & (epsilons["status"] == "flipped")]
     chosen = flipped.head(count)
     images, labels = shards.load_labelled_images(
