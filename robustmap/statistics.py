@@ -174,18 +174,27 @@ def attack_pairs(
     censored under either attack are left out and counted in ``note`` (FGSM-censored images
     that PGD flips included: their ratio has no value).
     """
-    rows = []
+    rows = [
+        _paired_wilcoxon(eps_fgsm, eps_pgd, key=key, bootstrap=bootstrap, seed=seed)
+        | {"search": kind}
+        for key, kind, _, eps_fgsm, eps_pgd in _attack_epsilons(per_image_table, "attack_pair")
+    ]
+    return _frame(rows)
+
+
+def _attack_epsilons(per_image_table: pd.DataFrame, test: str):
+    """Per model and kind searched under both attacks: the row key of ``test``, the kind, the
+    images' class indices (None without that column), their FGSM and their PGD epsilons."""
+    has_classes = "imagenet_index" in per_image_table
     for model, images in per_image_table.groupby("model", sort=True):
         for fgsm, pgd in attack_searches(per_image_table):
-            row = _paired_wilcoxon(
+            yield (
+                (model, test, fgsm.name, pgd.name),
+                fgsm.kind,
+                images["imagenet_index"].to_numpy() if has_classes else None,
                 images[search_column("epsilon", fgsm)].to_numpy(dtype=float),
                 images[search_column("epsilon", pgd)].to_numpy(dtype=float),
-                key=(model, "attack_pair", fgsm.name, pgd.name),
-                bootstrap=bootstrap,
-                seed=seed,
             )
-            rows.append(row | {"search": fgsm.kind})
-    return _frame(rows)
 
 
 def class_rank_agreements(
@@ -209,21 +218,23 @@ def class_rank_agreements(
     that keeps the set of ranked classes fixed and carries each median's own uncertainty, which
     resampling whole classes would ignore. Fewer than 3 ranked classes: a row with n and a note.
     """
-    rows = []
     if "imagenet_index" not in per_image_table:
-        return _frame(rows)
-    for model, images in per_image_table.groupby("model", sort=True):
-        for fgsm, pgd in attack_searches(per_image_table):
-            row = _class_rank_agreement(
-                images["imagenet_index"].to_numpy(),
-                images[search_column("epsilon", fgsm)].to_numpy(dtype=float),
-                images[search_column("epsilon", pgd)].to_numpy(dtype=float),
-                min_class_images=min_class_images,
-                key=(model, "class_rank_agreement", fgsm.name, pgd.name),
-                bootstrap=bootstrap,
-                seed=seed,
-            )
-            rows.append(row | {"search": fgsm.kind})
+        return _frame([])
+    rows = [
+        _class_rank_agreement(
+            classes,
+            eps_fgsm,
+            eps_pgd,
+            min_class_images=min_class_images,
+            key=key,
+            bootstrap=bootstrap,
+            seed=seed,
+        )
+        | {"search": kind}
+        for key, kind, classes, eps_fgsm, eps_pgd in _attack_epsilons(
+            per_image_table, "class_rank_agreement"
+        )
+    ]
     return _frame(rows)
 
 
