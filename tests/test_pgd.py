@@ -107,8 +107,33 @@ def test_without_upper_the_search_starts_at_eps_max_and_censors_no_flip():
     assert np.all(result.status[above] == search.NOT_FLIPPED)
     assert np.all(np.isinf(result.epsilon[above]))
     assert np.all(result.epsilon_low[above] == search.as_float32_exact(eps_max))
-    # The clean pass and one stage of `steps` points at eps_max.
-    assert np.all(result.gradient_passes[above] == 1 + 5)
+    # The clean pass and one stage at eps_max, which the stall rule ends at its STALL_AFTER-th
+    # point: a linear model's margin stops falling once the steps have crossed the box.
+    assert np.all(result.gradient_passes[above] == 1 + pgd.STALL_AFTER)
+    assert pgd.STALL_AFTER < 5
+
+
+def test_a_stage_stalls_once_its_average_fall_cannot_reach_the_boundary():
+    brackets = pgd._Brackets.empty(np.ones(2))
+    row = np.arange(2)
+    # After 3 of 10 passes, row 0 falls 1.0 a pass and could still flip in the 7 passes left
+    # from 5.0; row 1 falls 0.5 a pass and could not (3.5 < 5.0).
+    for margins in ([7.0, 6.0], [6.0, 5.5]):
+        assert not brackets.stalled(row, np.array(margins), steps=10).any()
+    assert brackets.stalled(row, np.array([5.0, 5.0]), steps=10).tolist() == [False, True]
+
+
+@pytest.mark.parametrize("streak", [1, 2, 3, 4, 5, 9])
+def test_flipping_stages_in_a_row_descend_ever_faster_until_one_fails(streak):
+    brackets = pgd._Brackets.empty(np.ones(1))
+    brackets.streak[:] = streak
+    close = np.array([0.9999])  # a linear estimate from far beyond the boundary: just below eps
+    radius = brackets.next_radius(np.arange(1), close, rel_tol=0.01)
+    shrink = min(1.01 ** 2 ** (streak - 1), pgd.DESCENT_CAP)
+    assert radius[0] == search.as_float32_exact(1 / shrink)
+    brackets.lo[:] = 0.5  # a stage failed: the bracket closes by estimates and bisection
+    expected = 1 / 1.01 if streak == 1 else np.sqrt(0.5)
+    assert brackets.next_radius(np.arange(1), close, rel_tol=0.01)[0] == pytest.approx(expected)
 
 
 @pytest.mark.parametrize("kind", ["linear", "conv"])
