@@ -42,7 +42,9 @@ run directory (``git archive``, extracted with tarfile's ``data`` filter) and ru
 the same dataset (``--scale``: generated once, labelled by this checkout's code) with the same
 models, each with its own ``config.yaml`` (so each runs its own default search kinds). Both
 reports print, then one table of this checkout over REV: wall, peak memory, job-seconds per rule
-and median passes per model and kind.
+and median passes per model and search (FGSM's forward passes, PGD's gradient passes).
+``--without-pgd`` adds a last run of this checkout with ``search.pgd.kinds: []`` to the same
+table, so the cost of PGD and of everything else read side by side in one bench.
 
 ``--reference``: a stand-in for the study's workload (10,000 Tiny-ImageNet-sized images, all
 three searches). ``--images`` seeded synthetic 64x64 images (a smooth random background with one
@@ -143,6 +145,11 @@ def parse_args() -> argparse.Namespace:
         metavar="REV",
         help="workflow, scale: run git revision REV first on the same data and print ratios",
     )
+    parser.add_argument(
+        "--without-pgd",
+        action="store_true",
+        help="workflow, scale: also run this checkout with search.pgd.kinds [] (last)",
+    )
     parser.add_argument("--images", type=int, default=REFERENCE_IMAGES, help="reference: images")
     parser.add_argument(
         "--batch-size", type=int, help="reference: every stage's batch; default 256 GPU, 64 CPU"
@@ -208,6 +215,7 @@ class Checkout:
     label: str
     root: Path
     imports_from_root: bool  # jobs must import this tree's robustmap, not the installed one
+    without_pgd: bool = False  # run with search.pgd.kinds [] (--without-pgd)
 
 
 @dataclass(frozen=True)
@@ -236,12 +244,15 @@ def run_checkouts(args: argparse.Namespace, workdir: Path, dataset: dict | None 
     measured = {}
     for checkout in checkouts(args, workdir):
         config = selected_config(checkout.root, args)
+        if checkout.without_pgd:
+            config["search"]["pgd"]["kinds"] = []
         if dataset is not None:
             config["dataset"] = {
                 "image_size": config["dataset"].get("image_size", IMAGE_SIZE),
                 **dataset,
             }
-        rundir = workdir / checkout.label.replace(" ", "-") if args.baseline else workdir
+        several = args.baseline or args.without_pgd
+        rundir = workdir / re.sub(r"[^\w.-]+", "-", checkout.label) if several else workdir
         measured[checkout.label] = run_workflow(config, rundir, args, checkout)
     report_comparison(measured)
     failed = [label for label, run in measured.items() if run.failed]
@@ -250,10 +261,13 @@ def run_checkouts(args: argparse.Namespace, workdir: Path, dataset: dict | None 
 
 
 def checkouts(args: argparse.Namespace, workdir: Path) -> list[Checkout]:
-    """This checkout, preceded by ``--baseline``'s revision exported into ``workdir``."""
-    current = Checkout("current", REPO, imports_from_root=False)
+    """This checkout, preceded by ``--baseline``'s revision exported into ``workdir`` and
+    followed by this checkout without PGD (``--without-pgd``)."""
+    current = [Checkout("current", REPO, imports_from_root=False)]
+    if args.without_pgd:
+        current.append(Checkout("current, PGD off", REPO, False, without_pgd=True))
     if not args.baseline:
-        return [current]
+        return current
     root = workdir / "baseline-source"
     archive = subprocess.run(
         ["git", "-C", str(REPO), "archive", "--format=tar", args.baseline],
@@ -264,7 +278,7 @@ def checkouts(args: argparse.Namespace, workdir: Path) -> list[Checkout]:
         raise SystemExit(f"--baseline {args.baseline}: {archive.stderr.decode().strip()}")
     with tarfile.open(fileobj=io.BytesIO(archive.stdout)) as tar:
         tar.extractall(root, filter="data")
-    return [Checkout(f"baseline {args.baseline}", root, imports_from_root=True), current]
+    return [Checkout(f"baseline {args.baseline}", root, imports_from_root=True), *current]
 
 
 def selected_config(root: Path, args: argparse.Namespace) -> dict:
@@ -367,7 +381,8 @@ def scale_benchmark(args: argparse.Namespace) -> None:
 
 
 def report_passes(workdir: Path, models: list[str]) -> dict[str, float]:
-    """Print forward passes per image per search by model and kind; return the medians."""
+    """Print the passes per image per search by model and search (FGSM's forward passes, PGD's
+    gradient passes); return the medians."""
     import pandas as pd
 
     rows, medians = [], {}
@@ -376,14 +391,21 @@ def report_passes(workdir: Path, models: list[str]) -> dict[str, float]:
             continue  # the run failed before this model's searches were merged
         accuracy = json.loads((workdir / "results" / model / "accuracy.json").read_text())
         table = pd.read_parquet(workdir / "results" / model / "epsilons.parquet")
-        for kind, searches in [*table.groupby("search", sort=False), ("all kinds", table)]:
-            passes = searches["forward_passes"].dropna().to_numpy()
+        if "attack" not in table:  # a revision before PGD: FGSM rows only
+            table = table.assign(attack="fgsm")
+        fgsm = table[table["attack"] == "fgsm"]
+        groups = [*table.groupby(["attack", "search"], sort=False), (("fgsm", "all kinds"), fgsm)]
+        for (attack, kind), searches in groups:
+            name = kind if attack == "fgsm" else f"{attack}_{kind}"
+            column = "forward_passes" if attack == "fgsm" else "gradient_passes"
+            passes = searches[column].dropna().to_numpy()
             flipped = int((searches["status"] == "flipped").sum())
             if len(passes):
-                medians[f"{model} {kind}"] = float(np.median(passes))
+                medians[f"{model} {name}"] = float(np.median(passes))
             rows.append(
                 [
-                    f"{model} {kind}",
+                    f"{model} {name}",
+                    column.split("_")[0],
                     f"{accuracy['correct']}/{accuracy['scored']}",
                     str(len(searches)),
                     str(flipped),
@@ -392,41 +414,42 @@ def report_passes(workdir: Path, models: list[str]) -> dict[str, float]:
                     f"{passes.mean():.2f}" if len(passes) else "",
                 ]
             )
-    print("forward passes per image per search (clean pass included; epsilons.parquet):")
-    print_table(["model search", "correct", "searches", "flipped", "median", "range", "mean"], rows)
+    print("passes per image per search (clean pass included; epsilons.parquet):")
+    header = ["model search", "passes", "correct", "searches", "flipped", "median", "range"]
+    print_table([*header, "mean"], rows)
     return medians
 
 
 def report_comparison(measured: dict[str, RunMeasures]) -> None:
-    """With ``--baseline``: each measure of both runs and the ratio current / baseline."""
+    """With several runs: each measure of every run and its ratio to the first run's."""
     if len(measured) < 2:
         return
-    (before_label, before), (after_label, after) = measured.items()
+    (first_label, first), *others = measured.items()
+    runs = list(measured.values())
 
-    def row(name: str, old: float | None, new: float | None) -> list[str]:
-        shown = [f"{v:.2f}" if v is not None else "-" for v in (old, new)]
-        ratio = f"{new / old:.2f}" if old and new is not None else "-"
-        return [name, *shown, ratio]
+    def row(name: str, value: Callable[[RunMeasures], float | None]) -> list[str]:
+        values = [value(run) for run in runs]
+        shown = [f"{v:.2f}" if v is not None else "-" for v in values]
+        ratios = [
+            f"{v / values[0]:.2f}" if values[0] and v is not None else "-" for v in values[1:]
+        ]
+        return [name, *shown, *ratios]
 
     gib = 2**30
     rows = [
-        row("wall s", before.seconds, after.seconds),
-        row("peak memory, process tree GiB", before.peak_tree / gib, after.peak_tree / gib),
-        row("peak memory, largest process GiB", before.largest / gib, after.largest / gib),
+        row("wall s", lambda run: run.seconds),
+        row("peak memory, process tree GiB", lambda run: run.peak_tree / gib),
+        row("peak memory, largest process GiB", lambda run: run.largest / gib),
     ]
-    rules = list(dict.fromkeys([*before.job_seconds, *after.job_seconds]))
-    rows += [row(f"job-s {r}", before.job_seconds.get(r), after.job_seconds.get(r)) for r in rules]
-    rows.append(
-        row("job-s all jobs", sum(before.job_seconds.values()), sum(after.job_seconds.values()))
-    )
-    searches = list(dict.fromkeys([*before.median_passes, *after.median_passes]))
-    rows += [
-        row(f"median passes {s}", before.median_passes.get(s), after.median_passes.get(s))
-        for s in searches
-    ]
+    rules = list(dict.fromkeys(rule for run in runs for rule in run.job_seconds))
+    rows += [row(f"job-s {r}", lambda run, r=r: run.job_seconds.get(r)) for r in rules]
+    rows.append(row("job-s all jobs", lambda run: sum(run.job_seconds.values())))
+    searches = list(dict.fromkeys(s for run in runs for s in run.median_passes))
+    rows += [row(f"median passes {s}", lambda run, s=s: run.median_passes.get(s)) for s in searches]
     labels = [f"{label} (FAILED)" if run.failed else label for label, run in measured.items()]
-    print(f"\n== side by side (same machine, same data, {before_label} ran first):")
-    print_table(["measure", *labels, "current / baseline"], rows)
+    ratios = [f"{label} / {first_label}" for label, _ in others]
+    print("\n== side by side (same machine, same data, in this order):")
+    print_table(["measure", *labels, *ratios], rows)
 
 
 def run_monitored(
