@@ -129,7 +129,7 @@ def test_flipping_stages_in_a_row_descend_ever_faster_until_one_fails(streak):
     brackets.streak[:] = streak
     close = np.array([0.9999])  # a linear estimate from far beyond the boundary: just below eps
     radius = brackets.next_radius(np.arange(1), close, rel_tol=0.01)
-    shrink = min(1.01 ** 2 ** (streak - 1), pgd.DESCENT_CAP)
+    shrink = min(1.01**2 ** (streak - 1), pgd.DESCENT_CAP)
     assert radius[0] == search.as_float32_exact(1 / shrink)
     brackets.lo[:] = 0.5  # a stage failed: the bracket closes by estimates and bisection
     expected = 1 / 1.01 if streak == 1 else np.sqrt(0.5)
