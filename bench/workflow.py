@@ -385,19 +385,24 @@ def report_passes(workdir: Path, models: list[str]) -> dict[str, float]:
     gradient passes); return the medians."""
     import pandas as pd
 
+    from robustmap.schema import ATTACK_COLUMN, FGSM, Search
+
     rows, medians = [], {}
     for model in models:
         if not (workdir / "results" / model / "epsilons.parquet").exists():
             continue  # the run failed before this model's searches were merged
         accuracy = json.loads((workdir / "results" / model / "accuracy.json").read_text())
         table = pd.read_parquet(workdir / "results" / model / "epsilons.parquet")
-        if "attack" not in table:  # a revision before PGD: FGSM rows only
-            table = table.assign(attack="fgsm")
-        fgsm = table[table["attack"] == "fgsm"]
-        groups = [*table.groupby(["attack", "search"], sort=False), (("fgsm", "all kinds"), fgsm)]
+        if ATTACK_COLUMN not in table:  # a revision before PGD: FGSM rows only
+            table = table.assign(**{ATTACK_COLUMN: FGSM})
+        fgsm = table[table[ATTACK_COLUMN] == FGSM]
+        groups = [
+            *table.groupby([ATTACK_COLUMN, "search"], sort=False),
+            ((FGSM, "all kinds"), fgsm),
+        ]
         for (attack, kind), searches in groups:
-            name = kind if attack == "fgsm" else f"{attack}_{kind}"
-            column = "forward_passes" if attack == "fgsm" else "gradient_passes"
+            name = Search(attack, kind).name
+            column = "forward_passes" if attack == FGSM else "gradient_passes"
             passes = searches[column].dropna().to_numpy()
             flipped = int((searches["status"] == "flipped").sum())
             if len(passes):

@@ -242,15 +242,18 @@ class _Brackets:
         self.stage_passes[row] = 0
         self.stages[row] += 1
 
-    def stalled(self, row: np.ndarray, margin: np.ndarray, steps: int) -> np.ndarray:
-        """Count the pass that gave ``margin`` in each row's stage; whether the stage cannot
-        flip in its remaining passes even at the average rate its margin has fallen so far."""
+    def count_pass(self, row: np.ndarray, margin: np.ndarray) -> None:
+        """Count the pass that gave ``margin`` in each row's stage, and keep the stage's first
+        and best margins."""
         self.stage_passes[row] += 1
-        passes = self.stage_passes[row]
-        first = passes == 1
+        first = self.stage_passes[row] == 1
         self.first_margin[row[first]] = margin[first]
         self.best_margin[row] = np.where(first, margin, np.minimum(self.best_margin[row], margin))
-        best = self.best_margin[row]
+
+    def stalled(self, row: np.ndarray, steps: int) -> np.ndarray:
+        """Whether each row's stage cannot flip in its remaining passes even at the average rate
+        its margin has fallen so far (the stall rule; passes counted by :meth:`count_pass`)."""
+        passes, best = self.stage_passes[row], self.best_margin[row]
         rate = (self.first_margin[row] - best) / np.maximum(passes - 1, 1)
         return (passes >= STALL_AFTER) & (rate * (steps - passes) < best)
 
@@ -334,7 +337,8 @@ class _PgdAttack:
             estimate = self.brackets.eps[row] + margin / reach
         self.adversarial_label[row[flipped]] = label[flipped]
         self._keep_witness(row[flipped])
-        stalled = ~flipped & self.brackets.stalled(row, margin, self.steps)
+        self.brackets.count_pass(row, margin)
+        stalled = ~flipped & self.brackets.stalled(row, self.steps)
         ended = flipped | stalled | (self.brackets.stage_passes[row] == self.steps)
         self.brackets.end_stage(row[ended], flipped[ended])
         going = self._next_stages(row[ended], estimate[ended])

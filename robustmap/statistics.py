@@ -57,6 +57,7 @@ of the row's (model, test, a, b), so a row does not change when models or tests 
 from __future__ import annotations
 
 import itertools
+from collections.abc import Iterator
 from functools import partial
 
 import numpy as np
@@ -182,7 +183,9 @@ def attack_pairs(
     return _frame(rows)
 
 
-def _attack_epsilons(per_image_table: pd.DataFrame, test: str):
+def _attack_epsilons(
+    per_image_table: pd.DataFrame, test: str
+) -> Iterator[tuple[tuple[str, str, str, str], str, np.ndarray | None, np.ndarray, np.ndarray]]:
     """Per model and kind searched under both attacks: the row key of ``test``, the kind, the
     images' class indices (None without that column), their FGSM and their PGD epsilons."""
     has_classes = "imagenet_index" in per_image_table
