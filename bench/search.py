@@ -122,7 +122,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--eager-images", type=int, default=16, help="subset for the eager loop")
     parser.add_argument("--art-images", type=int, default=16, help="subset for ART")
     parser.add_argument(
-        "--batch-size", type=int, default=16, help="the workflow's default search.batch_size"
+        "--batch-size", type=int, default=4, help="the workflow's default search.batch_size"
     )
     parser.add_argument("--quick", action="store_true", help="16 images, small subsets")
     parser.add_argument(
