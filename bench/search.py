@@ -27,9 +27,11 @@ the same epsilons at another batch size.
     python bench/search.py --batch-sizes 4 8 16 32 64   # the workflow's search job per size
 
 With ``--batch-sizes`` it prints only the workflow's search job (uniform, object and background
-together, tol 1e-5) at each ``search.batch_size``, rounds alternating over the sizes: job
-seconds with tracing (a fresh model per size) and without (best of ``--repeats``), their ratio
-to the first size, and the largest epsilon difference from the first size's epsilons.
+together, tol 1e-5, probes on the ``auto`` engine, then PGD on the uniform kind as the default
+config runs it) at each ``search.batch_size``, rounds alternating over the sizes: job seconds
+with tracing and conversion (a fresh model per size) and without (best of ``--repeats``), their
+ratio to the first size, the largest epsilon difference from the first size's epsilons and the
+rows whose status differs.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from PIL import Image  # noqa: E402
 
@@ -241,10 +244,13 @@ def xla_comparison(images: np.ndarray, labels: np.ndarray, batch_size: int) -> N
 def batch_size_comparison(
     images: np.ndarray, labels: np.ndarray, sizes: list[int], repeats: int
 ) -> None:
-    """The workflow's search job (three kinds together) at each batch size, side by side.
+    """The workflow's search job at each batch size, side by side: the three kinds together on
+    the workflow's engine (``auto``), then PGD on the uniform kind from their FGSM epsilons
+    (``measure.search_tables``, as ``scripts/search.py`` runs it with the default config).
 
-    Each size gets its own model object, so its first call pays its own tracing, as a job does;
-    then the sizes take turns, ``repeats`` rounds, so drifts of the shared CPU hit them alike.
+    Each size gets its own model object, so its first call pays its own tracing (and
+    conversion), as a job does; then the sizes take turns, ``repeats`` rounds, so drifts of the
+    shared CPU hit them alike.
     """
     model = models.load("efficientnet_lite0")
     cam = heatmaps.gradcam(model, images, labels, layer=models.gradcam_layer(model))
@@ -252,28 +258,41 @@ def batch_size_comparison(
         ("uniform", "object", "background"), cam, object_mask="soft", threshold="otsu"
     )
     fresh = {size: models.load("efficientnet_lite0") for size in sizes}
+    image_ids = np.array([f"crop{i}" for i in range(len(images))])
+    pgd_settings = {"kinds": ["uniform"], "steps": 10, "rel_tol": 0.01}
 
-    def job(size: int) -> dict[str, search.SearchResult]:
-        return search.minimal_epsilons(
-            fresh[size], images, labels, weights=weights, tol=1e-5, batch_size=size
+    def job(size: int) -> pd.DataFrame:
+        frames = measure.search_tables(
+            fresh[size],
+            image_ids,
+            images,
+            labels,
+            weights=weights,
+            eps_max=1.0,
+            tol=1e-5,
+            batch_size=size,
+            engine=model_calls.AUTO,
+            pgd_settings=pgd_settings,
         )
+        return pd.concat(frames.values(), ignore_index=True)
 
     first = {size: timed(job, size) for size in sizes}
     best = {size: float("inf") for size in sizes}
     for _ in range(repeats):
         for size in sizes:
             best[size] = min(best[size], timed(job, size)[1])
-    reference = np.concatenate([r.epsilon for r in first[sizes[0]][0].values()])
+    reference = first[sizes[0]][0]
     print(
-        f"{len(images)} images x 3 kinds, tol 1e-5; seconds of the search job: first call "
-        f"(tracing included) and best of {repeats} repeats; ratios to batch {sizes[0]}"
+        f"{len(images)} images x 3 kinds, tol 1e-5, then PGD uniform (steps 10, rel_tol 0.01); "
+        f"probes on {model_calls.resolve_engine(model_calls.AUTO)}; seconds of the search job: "
+        f"first call (tracing included) and best of {repeats} repeats; ratios to batch {sizes[0]}"
     )
     print(f"batch  first s  ratio  repeat s  ratio  vs batch {sizes[0]}: max |d eps|, other status")
     for size in sizes:
-        epsilon = np.concatenate([r.epsilon for r in first[size][0].values()])
-        finite = np.isfinite(reference) & np.isfinite(epsilon)
-        difference = float(np.abs(epsilon - reference)[finite].max(initial=0.0))
-        other_status = int(np.sum(np.isfinite(reference) != np.isfinite(epsilon)))
+        table = first[size][0]
+        both = np.isfinite(reference["epsilon"]) & np.isfinite(table["epsilon"])
+        difference = float((table["epsilon"] - reference["epsilon"])[both].abs().max())
+        other_status = int((table["status"] != reference["status"]).sum())
         print(
             f"{size:>5}  {first[size][1]:7.1f}  {first[size][1] / first[sizes[0]][1]:5.2f}  "
             f"{best[size]:8.1f}  {best[size] / best[sizes[0]]:5.2f}  {difference:.2e}, "
