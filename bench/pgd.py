@@ -10,6 +10,10 @@ not timed). Foolbox is the ``bench`` extra, never a dependency of the package.
 
     python bench/pgd.py                     # 16 images of /tmp/new/results
     python bench/pgd.py --images 32 --results path/to/results
+    python bench/pgd.py --rel-tols 0.004 0.002   # also the bracket at narrower rel_tol
+
+Each search's line ``rel_tol ...`` says where FMN's epsilon falls in robustmap's final bracket
+[epsilon_low, epsilon] (medians of both over FMN's), with the passes that bracket cost.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ if not hasattr(np, "find_common_type"):
 
 MODEL = "efficientnet_lite0"
 FMN_STEPS = 100
+RELATIVE_TOLERANCE = 0.01  # config.yaml search.pgd.rel_tol
 
 
 def main() -> None:
@@ -46,9 +51,15 @@ def main() -> None:
     images, labels, upper = default_run_images(results, args.images, args.image_size)
     print(f"{len(images)} images {images.shape[1:]}, FGSM upper median {np.median(upper):.5f}")
 
-    def ours(x, y, eps):
+    def ours(x, y, eps, rel_tol=RELATIVE_TOLERANCE):
         return pgd.minimal_epsilons(
-            model, x, y, weights={"uniform": None}, upper={"uniform": eps}, batch_size=16
+            model,
+            x,
+            y,
+            weights={"uniform": None},
+            upper={"uniform": eps},
+            batch_size=16,
+            rel_tol=rel_tol,
         )["uniform"]
 
     fmodel = fb.TensorFlowModel(
@@ -83,6 +94,7 @@ def main() -> None:
     print(f"flipped: robustmap {np.isfinite(result.epsilon).sum()}, FMN {np.isfinite(fmn).sum()}")
     median, p80 = np.median(ratio), np.quantile(ratio, 0.8)
     print(f"epsilon ratio robustmap/FMN: median {median:.3f}, p80 {p80:.3f}")
+    print_bracket(RELATIVE_TOLERANCE, result, fmn)
     print(f"epsilon ratio FGSM/robustmap: median {np.median(upper / result.epsilon):.3f}")
     print(
         f"gradient passes per image: robustmap median {np.median(result.gradient_passes):.0f} "
@@ -91,6 +103,23 @@ def main() -> None:
     print(
         f"wall time: robustmap {ours_seconds:.2f} s, FMN {fmn_seconds:.2f} s, "
         f"ratio {ours_seconds / fmn_seconds:.3f}"
+    )
+    for rel_tol in args.rel_tols:
+        print_bracket(rel_tol, ours(images, labels, upper, rel_tol), fmn)
+
+
+def print_bracket(rel_tol: float, result: pgd.PgdResult, fmn: np.ndarray) -> None:
+    """Where FMN's epsilon falls in robustmap's final bracket [epsilon_low, epsilon] at
+    ``rel_tol``: a median epsilon_low / FMN below 1 with epsilon / FMN above it says the bracket's
+    width, not the attack, keeps the median ratio above FMN's."""
+    both = np.isfinite(result.epsilon) & np.isfinite(fmn)
+    high, low = result.epsilon[both] / fmn[both], result.epsilon_low[both] / fmn[both]
+    passes = result.gradient_passes
+    print(
+        f"rel_tol {rel_tol:g}: epsilon/FMN median {np.median(high):.4f} (p80 "
+        f"{np.quantile(high, 0.8):.4f}), epsilon_low/FMN median {np.median(low):.4f}, at or below "
+        f"FMN {np.mean(high <= 1):.2f} of images; gradient passes median {np.median(passes):.0f}, "
+        f"mean {passes.mean():.1f}, max {passes.max()}"
     )
 
 
@@ -116,6 +145,13 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--images", type=int, default=16)
     parser.add_argument("--results", type=Path, default=Path("/tmp/new/results"))
     parser.add_argument("--image-size", type=int, default=64, help="the run's dataset.image_size")
+    parser.add_argument(
+        "--rel-tols",
+        type=float,
+        nargs="*",
+        default=[],
+        help="also search at these rel_tol values and print where FMN falls in each bracket",
+    )
     return parser.parse_args()
 
 
