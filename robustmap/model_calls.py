@@ -59,8 +59,9 @@ def resolve_engine(name: str, devices: Path = Path("/dev")) -> str:
     """The engine ``name`` (one of :data:`ENGINES`, or :data:`AUTO`) stands for on this machine.
 
     ``auto``: TensorFlow where :func:`robustmap.runtime.gpu_visible` finds a GPU device node under
-    ``devices`` (OpenVINO's engine here is CPU-only), else OpenVINO, which ran the search's
-    forward calls fastest on a CPU (bench/README.md).
+    ``devices`` (OpenVINO's engine here is CPU-only), else OpenVINO: of the runtimes measured
+    on a CPU it ran a search job's forward calls fastest, its conversion included, and it
+    installs with the package (bench/README.md, engine.py).
     """
     if name == AUTO:
         return TENSORFLOW if runtime.gpu_visible(devices) else OPENVINO
