@@ -60,8 +60,8 @@ def resolve_engine(name: str, devices: Path = Path("/dev")) -> str:
 
     ``auto``: TensorFlow where :func:`robustmap.runtime.gpu_visible` finds a GPU device node under
     ``devices`` (OpenVINO's engine here is CPU-only), else OpenVINO: of the runtimes measured
-    on a CPU it ran a search job's forward calls fastest, its conversion included, and it
-    installs with the package (bench/README.md, engine.py).
+    on a CPU it ran a search job's forward calls, its conversion included, fastest or within a
+    few per cent of the fastest, and it installs with the package (bench/README.md, engine.py).
     """
     if name == AUTO:
         return TENSORFLOW if runtime.gpu_visible(devices) else OPENVINO
