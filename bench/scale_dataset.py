@@ -225,7 +225,7 @@ def main() -> None:
     parser.add_argument("--images", type=int, required=True)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--model", required=True, help="JSON of a models.<key> config entry")
-    parser.add_argument("--batch-size", type=int, default=32, help="as predict.batch_size")
+    parser.add_argument("--batch-size", type=int, default=4, help="as predict.batch_size")
     args = parser.parse_args()
     top1 = model_top1(json.loads(args.model), batch_size=args.batch_size)
     summary = build(args.out, args.images, seed=args.seed, top1=top1)
