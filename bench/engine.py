@@ -30,6 +30,8 @@ import argparse
 import os
 import time
 
+from defaults import workflow_config  # bench/defaults.py
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
@@ -60,7 +62,10 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--side", type=int, default=224, help="(a): image side in pixels")
     parser.add_argument("--batch", type=int, default=16, help="(a): rows per call")
     parser.add_argument(
-        "--job-batch", type=int, default=4, help="(b): rows per call (search.batch_size)"
+        "--job-batch",
+        type=int,
+        default=workflow_config()["search"]["batch_size"],
+        help="(b): rows per call; default: the workflow's search.batch_size",
     )
     parser.add_argument("--size", type=int, default=64, help="(b): image size (the workflow's)")
     parser.add_argument("--images", type=int, default=48, help="(b): at most this many views")

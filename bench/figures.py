@@ -16,17 +16,16 @@ import tempfile
 import time
 from pathlib import Path
 
-import yaml
+from defaults import workflow_config  # bench/defaults.py
 
 from robustmap import figures, kinds, schema, tables
 
-REPO = Path(__file__).resolve().parent.parent
 TABLES = ("per_image", "per_class", "per_model", "statistics", "robustness", "localisation")
 
 
 def main() -> None:
     args = parse_args()
-    config = yaml.safe_load((REPO / "config.yaml").read_text())
+    config = workflow_config()
     frames = [tables.read_parquet(args.results / "tables" / f"{name}.parquet") for name in TABLES]
     searches = [search.name for search in schema.searched(frames[0], kinds.SEARCH_KINDS)]
     builders = figures.figure_builders(

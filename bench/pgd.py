@@ -23,6 +23,8 @@ import os
 import time
 from pathlib import Path
 
+from defaults import workflow_config  # bench/defaults.py
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import foolbox as fb  # noqa: E402
@@ -40,7 +42,7 @@ if not hasattr(np, "find_common_type"):
 
 MODEL = "efficientnet_lite0"
 FMN_STEPS = 100
-RELATIVE_TOLERANCE = 0.01  # config.yaml search.pgd.rel_tol
+RELATIVE_TOLERANCE = workflow_config()["search"]["pgd"]["rel_tol"]
 
 
 def main() -> None:

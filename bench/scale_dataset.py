@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from defaults import workflow_config  # bench/defaults.py
 from PIL import Image, ImageEnhance
 
 from robustmap import classes, dataset, embedded
@@ -225,7 +226,12 @@ def main() -> None:
     parser.add_argument("--images", type=int, required=True)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--model", required=True, help="JSON of a models.<key> config entry")
-    parser.add_argument("--batch-size", type=int, default=4, help="as predict.batch_size")
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=workflow_config()["predict"]["batch_size"],
+        help="default: the workflow's predict.batch_size",
+    )
     args = parser.parse_args()
     top1 = model_top1(json.loads(args.model), batch_size=args.batch_size)
     summary = build(args.out, args.images, seed=args.seed, top1=top1)

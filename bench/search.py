@@ -40,6 +40,8 @@ import argparse
 import os
 import time
 
+from defaults import workflow_config  # bench/defaults.py
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras  # noqa: E402
@@ -125,7 +127,10 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--eager-images", type=int, default=16, help="subset for the eager loop")
     parser.add_argument("--art-images", type=int, default=16, help="subset for ART")
     parser.add_argument(
-        "--batch-size", type=int, default=4, help="the workflow's default search.batch_size"
+        "--batch-size",
+        type=int,
+        default=workflow_config()["search"]["batch_size"],
+        help="default: the workflow's search.batch_size",
     )
     parser.add_argument("--quick", action="store_true", help="16 images, small subsets")
     parser.add_argument(
@@ -259,7 +264,8 @@ def batch_size_comparison(
     )
     fresh = {size: models.load("efficientnet_lite0") for size in sizes}
     image_ids = np.array([f"crop{i}" for i in range(len(images))])
-    pgd_settings = {"kinds": ["uniform"], "steps": 10, "rel_tol": 0.01}
+    options = workflow_config()["search"]
+    pgd_settings = options["pgd"]
 
     def job(size: int) -> pd.DataFrame:
         frames = measure.search_tables(
@@ -271,7 +277,7 @@ def batch_size_comparison(
             eps_max=1.0,
             tol=1e-5,
             batch_size=size,
-            engine=model_calls.AUTO,
+            engine=options["engine"],
             pgd_settings=pgd_settings,
         )
         return pd.concat(frames.values(), ignore_index=True)
@@ -283,8 +289,8 @@ def batch_size_comparison(
             best[size] = min(best[size], timed(job, size)[1])
     reference = first[sizes[0]][0]
     print(
-        f"{len(images)} images x 3 kinds, tol 1e-5, then PGD uniform (steps 10, rel_tol 0.01); "
-        f"probes on {model_calls.resolve_engine(model_calls.AUTO)}; seconds of the search job: "
+        f"{len(images)} images x 3 kinds, tol 1e-5, then PGD {pgd_settings}; probes on "
+        f"{model_calls.resolve_engine(options['engine'])}; seconds of the search job: "
         f"first call (tracing included) and best of {repeats} repeats; ratios to batch {sizes[0]}"
     )
     print(f"batch  first s  ratio  repeat s  ratio  vs batch {sizes[0]}: max |d eps|, other status")

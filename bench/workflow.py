@@ -95,8 +95,8 @@ from pathlib import Path
 import numpy as np
 import psutil
 import yaml
+from defaults import REPO, workflow_config  # bench/defaults.py
 
-REPO = Path(__file__).resolve().parents[1]
 REFERENCE_IMAGES = 10_000
 TARGET_SECONDS = 120.0  # issue 8: the full reference workload in <= 2 minutes on one H100
 IMAGE_SIZE = 64
@@ -597,7 +597,7 @@ def reference_benchmark(args: argparse.Namespace) -> None:
         else cpu_name()
     )
     batch = args.batch_size or (256 if gpus else 64)
-    config = yaml.safe_load((REPO / "config.yaml").read_text())
+    config = workflow_config()
     options, heat = config["search"], config["heatmaps"]
 
     images = synthetic_images(args.images, seed=args.seed)
