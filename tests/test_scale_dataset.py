@@ -24,7 +24,13 @@ def _load_generator():
     spec = importlib.util.spec_from_file_location("scale_dataset", path)
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
+    # Run as a script, the bench finds its siblings (bench/defaults.py) on sys.path[0].
+    # Only while it loads: bench/statistics.py would shadow the standard library's.
+    sys.path.insert(0, str(path.parent))
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(path.parent))
     return module
 
 
