@@ -6,7 +6,9 @@ run's FGSM uniform epsilons as ``upper``. Printed per image and in summary: the 
 robustmap / FMN (median and 80th percentile, over the images both flipped; FMN's epsilon is the
 L-inf distance of its adversarial image), gradient passes per image (robustmap counted, FMN its
 ``steps`` plus the initial pass) and the wall-time ratio. Both are warmed up first (tracing is
-not timed). Foolbox is the ``bench`` extra, never a dependency of the package.
+not timed). robustmap's calls hold ``config.yaml``'s ``search.batch_size`` rows, as in the
+search job; FMN attacks all images at once. Foolbox is the ``bench`` extra, never a dependency
+of the package (imported only when FMN runs, so ``--help`` works without it).
 
     python bench/pgd.py                     # 16 images of /tmp/new/results
     python bench/pgd.py --images 32 --results path/to/results
@@ -21,13 +23,13 @@ from __future__ import annotations
 import argparse
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from defaults import workflow_config  # bench/defaults.py
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import foolbox as fb  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
@@ -35,14 +37,10 @@ from robustmap import models, pgd, shards, tables  # noqa: E402
 from robustmap.epsilon_table import attack_rows  # noqa: E402
 from robustmap.schema import FGSM  # noqa: E402
 
-if not hasattr(np, "find_common_type"):
-    # eagerpy 0.30.0 (Foolbox's tensor layer, unmaintained) calls this NumPy 1 function, removed
-    # in NumPy 2; for the dtypes it passes (no scalar types) result_type is the same.
-    np.find_common_type = lambda array_types, scalar_types: np.result_type(*array_types)
-
 MODEL = "efficientnet_lite0"
 FMN_STEPS = 100
 RELATIVE_TOLERANCE = workflow_config()["search"]["pgd"]["rel_tol"]
+BATCH_SIZE = workflow_config()["search"]["batch_size"]
 
 
 def main() -> None:
@@ -60,21 +58,11 @@ def main() -> None:
             y,
             weights={"uniform": None},
             upper={"uniform": eps},
-            batch_size=16,
+            batch_size=BATCH_SIZE,
             rel_tol=rel_tol,
         )["uniform"]
 
-    fmodel = fb.TensorFlowModel(
-        tf.function(lambda x: model(x, training=False), autograph=False), bounds=(0, 1)
-    )
-    attack = fb.attacks.LInfFMNAttack(steps=FMN_STEPS)
-
-    def theirs(x, y):
-        _, adversarial, success = attack(
-            fmodel, tf.constant(x), tf.constant(y.astype(np.int32)), epsilons=None
-        )
-        distance = np.abs(adversarial.numpy() - x).reshape(len(x), -1).max(axis=1)
-        return np.where(success.numpy(), distance, np.inf)
+    theirs = fmn_attack(model)
 
     ours(images[:4], labels[:4], upper[:4])  # warm-up: tracing
     theirs(images[:4], labels[:4])
@@ -108,6 +96,31 @@ def main() -> None:
     )
     for rel_tol in args.rel_tols:
         print_bracket(rel_tol, ours(images, labels, upper, rel_tol), fmn)
+
+
+def fmn_attack(model) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+    """Foolbox's FMN on ``model``: images and labels -> each image's L-inf distance to the
+    adversarial image FMN found (inf where it found none). Foolbox is imported here, so that
+    ``--help`` works without the bench extra."""
+    import foolbox as fb
+
+    if not hasattr(np, "find_common_type"):
+        # eagerpy 0.30.0 (Foolbox's tensor layer, unmaintained) calls this NumPy 1 function,
+        # removed in NumPy 2; for the dtypes it passes (no scalar types) result_type is the same.
+        np.find_common_type = lambda array_types, scalar_types: np.result_type(*array_types)
+    fmodel = fb.TensorFlowModel(
+        tf.function(lambda x: model(x, training=False), autograph=False), bounds=(0, 1)
+    )
+    attack = fb.attacks.LInfFMNAttack(steps=FMN_STEPS)
+
+    def theirs(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        _, adversarial, success = attack(
+            fmodel, tf.constant(x), tf.constant(y.astype(np.int32)), epsilons=None
+        )
+        distance = np.abs(adversarial.numpy() - x).reshape(len(x), -1).max(axis=1)
+        return np.where(success.numpy(), distance, np.inf)
+
+    return theirs
 
 
 def print_bracket(rel_tol: float, result: pgd.PgdResult, fmn: np.ndarray) -> None:
