@@ -33,6 +33,12 @@ MODELS = sorted(config["models"])
 # A model job's share of the `model_slots` that profiles/default offers (2): all of them where a
 # GPU is visible, half where not (why: the profile's comment).
 MODEL_JOB_SLOTS = 2 if runtime.gpu_visible() else 1
+# Upstream first: of the jobs ready to start, Snakemake runs those of higher priority. So every
+# model's predict and shards run before any heatmaps, and every heatmaps before any search: the
+# searches, the longest jobs, then fill the model slots to the end of the run, instead of a
+# model's predict waiting behind two searches while the cores idle at the end (numbers:
+# bench/README.md, section workflow.py). Jobs of equal priority keep Snakemake's own order.
+PRIORITY = {"predict": 3, "shards": 3, "heatmaps": 2, "search": 1}
 SEARCH_KINDS = kinds.search_order(config["search"]["kinds"])
 GRADCAM_KINDS = kinds.kinds_from(SEARCH_KINDS, "gradcam")
 BOX_KINDS = kinds.kinds_from(SEARCH_KINDS, "box")

@@ -7,6 +7,7 @@ rule heatmaps:
         arrays="results/{model}/heatmaps/{shard}.npz",
     log:
         "logs/{model}/heatmaps/{shard}.log",
+    priority: PRIORITY["heatmaps"]
     conda:
         "../envs/robustmap.yaml"
     resources:

@@ -7,6 +7,7 @@ rule predict:
         accuracy="results/{model}/accuracy.json",
     log:
         "logs/{model}/predict.log",
+    priority: PRIORITY["predict"]
     conda:
         "../envs/robustmap.yaml"
     resources:
@@ -27,6 +28,7 @@ checkpoint shards:
         table="results/{model}/shards.parquet",
     log:
         "logs/{model}/shards.log",
+    priority: PRIORITY["shards"]
     conda:
         "../envs/robustmap.yaml"
     params:

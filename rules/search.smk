@@ -8,6 +8,7 @@ rule search:
         signs="results/{model}/search/signs/{shard}.npz",
     log:
         "logs/{model}/search/{shard}.log",
+    priority: PRIORITY["search"]
     conda:
         "../envs/robustmap.yaml"
     resources:
